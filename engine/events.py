@@ -1,0 +1,168 @@
+"""Training events: what a run reports, and the `metrics.jsonl` file that records them.
+
+The training loop emits these; the run folder's `metrics.jsonl` stores one per
+line, flushed as it happens; front ends (the CLI progress bar, the TUI) read
+them back, possibly from another process, with `MetricsReader`.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any, ClassVar, Iterator
+
+
+def _clean(value: Any) -> Any:
+    # JSON has no NaN/inf; write them as null so every line stays valid JSON.
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+@dataclass
+class Event:
+    kind: ClassVar[str] = "event"
+    time: float = field(default_factory=time.time, kw_only=True)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"event": self.kind, **{k: _clean(v) for k, v in asdict(self).items()}}
+
+
+@dataclass
+class RunStarted(Event):
+    kind: ClassVar[str] = "run_started"
+    run: str
+    resumed: bool
+    step: int  # optimizer steps already done (0 for a new run)
+    total_steps: int  # steps this run will have done when it finishes
+    n_params: int
+    device: str
+    world_size: int = 1
+    tokens_seen: int = 0
+
+
+@dataclass
+class StepDone(Event):
+    kind: ClassVar[str] = "step"
+    step: int  # 0-based index of the optimizer step just taken, as the book counts
+    epoch: int  # 0-based
+    tokens_seen: int
+    loss: float
+    lr: float
+    tokens_per_sec: float
+    step_time: float  # seconds
+    grad_norm: float | None = None
+
+
+@dataclass
+class EvalDone(Event):
+    kind: ClassVar[str] = "eval"
+    step: int
+    epoch: int
+    tokens_seen: int
+    train_loss: float
+    val_loss: float
+    train_ppl: float
+    val_ppl: float
+
+
+@dataclass
+class SampleGenerated(Event):
+    kind: ClassVar[str] = "sample"
+    step: int
+    epoch: int
+    tokens_seen: int
+    prompt: str
+    text: str  # the prompt followed by the generated continuation
+
+
+@dataclass
+class CheckpointSaved(Event):
+    kind: ClassVar[str] = "checkpoint"
+    step: int
+    path: str
+    val_loss: float | None
+    best: bool
+
+
+@dataclass
+class RunEnded(Event):
+    kind: ClassVar[str] = "run_ended"
+    step: int
+    state: str  # "finished", "stopped" or "failed"
+    message: str = ""
+
+
+EVENT_TYPES: dict[str, type[Event]] = {
+    cls.kind: cls for cls in (RunStarted, StepDone, EvalDone, SampleGenerated, CheckpointSaved, RunEnded)
+}
+
+
+def event_from_dict(data: dict[str, Any]) -> Event | None:
+    """Rebuild an event; None for a kind this version does not know (newer writers)."""
+    cls = EVENT_TYPES.get(data.get("event", ""))
+    if cls is None:
+        return None
+    names = {f.name for f in fields(cls)}
+    return cls(**{k: v for k, v in data.items() if k in names})
+
+
+class MetricsWriter:
+    """Appends events to `metrics.jsonl`, one line each, flushed at once."""
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        self._file = open(self.path, "a", encoding="utf-8")
+
+    def write(self, event: Event) -> None:
+        self._file.write(json.dumps(event.to_dict()) + "\n")
+        self._file.flush()
+
+    def close(self) -> None:
+        self._file.close()
+
+
+class MetricsReader:
+    """Follows a `metrics.jsonl` written by another process.
+
+    Each call to `read_new()` returns the events appended since the last call;
+    a line still being written (no newline yet) waits for the next call.
+    """
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        self._offset = 0
+
+    def read_new(self) -> list[Event]:
+        try:
+            size = os.path.getsize(self.path)
+        except OSError:
+            return []
+        if size < self._offset:  # the file was replaced: start over
+            self._offset = 0
+        if size == self._offset:
+            return []
+        with open(self.path, "rb") as f:
+            f.seek(self._offset)
+            chunk = f.read(size - self._offset)
+        end = chunk.rfind(b"\n") + 1
+        self._offset += end
+        return list(_parse_lines(chunk[:end]))
+
+
+def read_events(path: Path) -> list[Event]:
+    return MetricsReader(path).read_new()
+
+
+def _parse_lines(data: bytes) -> Iterator[Event]:
+    for line in data.splitlines():
+        try:
+            event = event_from_dict(json.loads(line))
+        except (ValueError, TypeError):
+            continue  # a torn or foreign line: skip it, keep following
+        if event is not None:
+            yield event
