@@ -25,7 +25,10 @@ _GPT2_PATTERN = r"""'(?:[sdmt]|ll|ve|re)| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s
 
 
 def _read_ranks() -> dict[bytes, int]:
-    data = resources.files("engine.resources").joinpath(RANKS_FILE).read_bytes()
+    try:
+        data = resources.files("engine.resources").joinpath(RANKS_FILE).read_bytes()
+    except OSError as exc:
+        raise TuiGptError(f"bundled tokenizer file {RANKS_FILE} cannot be read ({exc.strerror}); reinstall tui-gpt") from None
     digest = hashlib.sha256(data).hexdigest()
     if digest != RANKS_SHA256:
         raise TuiGptError(f"bundled tokenizer file {RANKS_FILE} is damaged (sha256 {digest[:12]}…); reinstall tui-gpt")

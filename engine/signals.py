@@ -1,0 +1,42 @@
+"""Stopping a training run cleanly from a signal, and the exit codes that say how it ended."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+
+EXIT_FINISHED = 0
+EXIT_FAILED = 1  # an error during training (non-finite loss, out of memory, ...)
+EXIT_BAD_INPUT = 2  # bad config, corpus, run name or path; nothing was trained
+EXIT_STOPPED = 3  # stopped on request after saving a checkpoint; resume with --resume
+EXIT_ABORTED = 130  # a second Ctrl-C: left at once, without a new checkpoint
+
+
+class GracefulStop:
+    """SIGINT, SIGTERM and SIGHUP ask the run to stop after its current step.
+
+    A second SIGINT while stopping leaves at once: the last saved checkpoint
+    is still intact because checkpoints are written atomically.
+    """
+
+    def __init__(self) -> None:
+        self.requested = False
+        self.signal_name: str | None = None
+
+    def install(self) -> "GracefulStop":
+        for sig in (signal.SIGINT, signal.SIGTERM, getattr(signal, "SIGHUP", None)):
+            if sig is not None:
+                signal.signal(sig, self._handle)
+        return self
+
+    def _handle(self, signum, frame) -> None:
+        if self.requested and signum == signal.SIGINT:
+            sys.stderr.write("\ntui-gpt: stopped at once (second Ctrl-C); the last checkpoint is kept\n")
+            sys.stderr.flush()
+            os._exit(EXIT_ABORTED)
+        self.requested = True
+        self.signal_name = signal.Signals(signum).name
+
+    def __call__(self) -> bool:
+        return self.requested
