@@ -35,7 +35,7 @@ from torch import nn
 from .atomic import WriteError, atomic_write_json, fsync_dir, is_out_of_space
 from .config import GPTConfig
 from .errors import CheckpointError, ConfigError
-from .model import GPTModel
+from .model import GPTModel, meta_model
 from .state_codec import state_to_tensors, tensors_to_state
 
 __all__ = [
@@ -325,8 +325,7 @@ def load_model(
         notes.append(f"using the checkpoint's config (differs in: {differences})")
     state = _load_tensors(weights_file, device)
     check_model_state(config, state, weights_file)
-    with torch.device("meta"):  # no memory or time spent on weights about to be replaced
-        model = GPTModel(config)
+    model = meta_model(config)  # no memory or time spent on weights about to be replaced
     model.load_state_dict(state, strict=True, assign=True)
     return model.eval(), notes
 
@@ -375,8 +374,7 @@ def check_model_state(config: GPTConfig, state: dict[str, torch.Tensor], source:
 
 @lru_cache(maxsize=16)
 def _expected_shapes(config: GPTConfig) -> dict[str, tuple[int, ...]]:
-    with torch.device("meta"):
-        return {name: tuple(t.shape) for name, t in GPTModel(config).state_dict().items()}
+    return {name: tuple(t.shape) for name, t in meta_model(config).state_dict().items()}
 
 
 def _read_manifest(folder: Path) -> dict[str, Any]:

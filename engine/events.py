@@ -32,6 +32,11 @@ class Event:
         return {"event": self.kind, **{k: _clean(v) for k, v in asdict(self).items()}}
 
 
+# Step numbers: StepDone, EvalDone and SampleGenerated carry the 0-based index of
+# the step just taken (the book's `global_step`); RunStarted, CheckpointSaved and
+# RunEnded carry the number of steps done so far.
+
+
 @dataclass
 class RunStarted(Event):
     kind: ClassVar[str] = "run_started"

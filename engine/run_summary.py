@@ -14,12 +14,10 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from .config import GPTConfig
 from .errors import ConfigError
 from .events import EvalDone, Event, MetricsReader, RunStarted, StepDone
-from .model import GPTModel
+from .model import meta_model
 
 
 @dataclass(frozen=True)
@@ -102,8 +100,7 @@ def describe_model(config: dict[str, Any]) -> str:
 
 @lru_cache(maxsize=64)
 def _parameter_count(config: GPTConfig) -> int:
-    with torch.device("meta"):  # shapes only: no memory, no initialisation
-        return GPTModel(config).num_parameters()
+    return meta_model(config).num_parameters()
 
 
 def _format_count(n: int) -> str:

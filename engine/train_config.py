@@ -40,7 +40,10 @@ class TrainConfig:
     seed: int = 123
     device: str = "auto"
     precision: str = "auto"  # bf16 autocast where the GPU supports it
-    checkpoint_every: int | None = None  # steps; None: at every evaluation
+    # Checkpoints are saved at each epoch's end, on stop and at the finish, and also
+    # every `checkpoint_every` steps and every `checkpoint_minutes` of training.
+    checkpoint_every: int | None = None
+    checkpoint_minutes: float | None = 10.0
     keep_last: int = 3
 
     def __post_init__(self) -> None:
@@ -61,6 +64,8 @@ class TrainConfig:
             raise ConfigError(f"training field 'min_lr' must be between 0 and lr ({self.lr}), got {self.min_lr!r}")
         if not (isinstance(self.weight_decay, (int, float)) and self.weight_decay >= 0):
             raise ConfigError(f"training field 'weight_decay' must be >= 0, got {self.weight_decay!r}")
+        if self.checkpoint_minutes is not None and not self.checkpoint_minutes > 0:
+            raise ConfigError(f"training field 'checkpoint_minutes' must be positive, got {self.checkpoint_minutes!r}")
         if self.grad_clip is not None and not self.grad_clip > 0:
             raise ConfigError(f"training field 'grad_clip' must be positive, got {self.grad_clip!r}")
         if not 0.0 < self.train_ratio < 1.0:

@@ -308,7 +308,7 @@ def _train_locked(config, ctx, device, run, model, optimizer, resumed: _ResumeSt
     loop = TrainingLoop(
         train_model, optimizer, device, settings, get_tokenizer(), epoch_batches, train_eval_loader, val_loader,
         emit=emit, should_stop=should_stop, on_checkpoint=on_checkpoint, position=position, raw_model=model,
-        checkpoint_every=config.checkpoint_every, world_size=ctx.world_size, agree=ctx.any, average=ctx.mean,
+        checkpoint_every=config.checkpoint_every, checkpoint_minutes=config.checkpoint_minutes, world_size=ctx.world_size, agree=ctx.any, average=ctx.mean,
     )
     if resumed:
         # Last, after everything that draws random numbers while setting up.

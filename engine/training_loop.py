@@ -88,7 +88,8 @@ class TrainingLoop:
                  epoch_batches: Callable[[int, int], Iterable], train_eval_loader, val_loader,
                  emit: Callable[[Event], None], should_stop: Callable[[], bool] = lambda: False,
                  on_checkpoint: Callable[[str], None] | None = None, position: LoopPosition | None = None,
-                 raw_model=None, checkpoint_every: int | None = None, world_size: int = 1,
+                 raw_model=None, checkpoint_every: int | None = None, checkpoint_minutes: float | None = None,
+                 world_size: int = 1,
                  agree: Callable[[bool], bool] = bool, average: Callable[[float], float] = float):
         self.model = model  # computes the training loss: a DistributedDataParallel wrapper or the model itself
         self.raw_model = raw_model or model  # evaluates and samples
@@ -101,14 +102,20 @@ class TrainingLoop:
         self.val_loader = val_loader
         self.emit = emit
         self.should_stop = should_stop
-        self.on_checkpoint = on_checkpoint or (lambda reason: None)
+        self._save = on_checkpoint or (lambda reason: None)
         self.pos = position or LoopPosition()
         self.checkpoint_every = checkpoint_every
+        self.checkpoint_seconds = checkpoint_minutes * 60 if checkpoint_minutes else None
+        self._last_checkpoint = time.monotonic()
         self.world_size = world_size  # ranks whose batches make up one step
         self.agree = agree  # across ranks: stop if any rank was asked to
         self.average = average  # across ranks: mean of an evaluation loss
         self.params = [p for p in model.parameters() if p.requires_grad]
         self._sampled_step: int | None = None
+
+    def on_checkpoint(self, reason: str) -> None:
+        self._save(reason)
+        self._last_checkpoint = time.monotonic()
 
     @property
     def done(self) -> bool:
@@ -148,7 +155,7 @@ class TrainingLoop:
             if self.agree(self.should_stop()):
                 self.on_checkpoint("stopped")
                 return "stopped"
-            if self.checkpoint_every and pos.step % self.checkpoint_every == 0:
+            if self._periodic_checkpoint_due():
                 self.on_checkpoint("periodic")
             step_start = time.perf_counter()
         # The epoch ran out of batches (a partial gradient accumulation is dropped).
@@ -161,6 +168,12 @@ class TrainingLoop:
         if self.agree(self.should_stop()):
             return "stopped"
         return "epoch"
+
+    def _periodic_checkpoint_due(self) -> bool:
+        by_steps = bool(self.checkpoint_every) and self.pos.step % self.checkpoint_every == 0
+        by_time = self.checkpoint_seconds is not None and time.monotonic() - self._last_checkpoint >= self.checkpoint_seconds
+        # Ranks must agree: saving gathers every rank's RNG state.
+        return by_steps or self.agree(by_time)
 
     def _optimizer_step(self, loss_value: float, step_tokens: int, step_start: float) -> None:
         s, pos = self.s, self.pos
