@@ -37,6 +37,9 @@ class GracefulStop:
             os._exit(EXIT_ABORTED)
         self.requested = True
         self.signal_name = signal.Signals(signum).name
+        sys.stderr.write(f"\ntui-gpt: {self.signal_name}: stopping after this step and saving a checkpoint"
+                         " (Ctrl-C again to quit at once)\n")
+        sys.stderr.flush()
 
     def __call__(self) -> bool:
         return self.requested
