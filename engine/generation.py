@@ -28,14 +28,14 @@ class _Decoder:
 
     @torch.no_grad()
     def logits(self) -> torch.Tensor:
-        return self.model(self.idx[:, -self.context_size :], kv_cache=self.cache)[:, -1, :]
+        return self.model(self.idx[:, -self.context_size :], kv_cache=self.cache, last_only=True)[:, -1, :]
 
     @torch.no_grad()
     def append(self, next_ids: torch.Tensor) -> torch.Tensor:
         """Add (batch, 1) tokens and return the logits for the position after them."""
         self.idx = torch.cat((self.idx, next_ids), dim=1)
         if self.cache.length < self.context_size:
-            return self.model(next_ids, kv_cache=self.cache)[:, -1, :]
+            return self.model(next_ids, kv_cache=self.cache, last_only=True)[:, -1, :]
         self.cache.reset()
         return self.logits()
 

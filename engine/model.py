@@ -160,7 +160,8 @@ class GPTModel(nn.Module):
         if cfg.tie_embeddings:
             self.out_head.weight = self.tok_emb.weight
 
-    def forward(self, in_idx: torch.Tensor, kv_cache: KVCache | None = None) -> torch.Tensor:
+    def forward(self, in_idx: torch.Tensor, kv_cache: KVCache | None = None, last_only: bool = False) -> torch.Tensor:
+        """Logits for every position, or with `last_only` for the last one (all that decoding needs)."""
         _, seq_len = in_idx.shape
         start = kv_cache.length if kv_cache is not None else 0
         if start + seq_len > self.cfg.context_length:
@@ -173,6 +174,8 @@ class GPTModel(nn.Module):
             x = block(x, kv_cache, layer)
         if kv_cache is not None:
             kv_cache.length += seq_len
+        if last_only:
+            x = x[:, -1:, :]
         return self.out_head(self.final_norm(x))
 
     def num_parameters(self) -> int:

@@ -37,11 +37,12 @@ class TrainConfig:
     eval_iter: int = 5
     start_context: str = "Every effort moves you"
     sample_tokens: int = 50
+    sample_at_eval: bool = True  # a sample at every evaluation too, not only at each epoch's end
     seed: int = 123
     device: str = "auto"
     precision: str = "auto"  # bf16 autocast where the GPU supports it
-    # Checkpoints are saved at each epoch's end, on stop and at the finish, and also
-    # every `checkpoint_every` steps and every `checkpoint_minutes` of training.
+    # Checkpoints are saved on stop and at the finish, and also every
+    # `checkpoint_every` steps and every `checkpoint_minutes` of training.
     checkpoint_every: int | None = None
     checkpoint_minutes: float | None = 10.0
     keep_last: int = 3
@@ -112,6 +113,7 @@ RECIPES: dict[str, TrainConfig] = {
         eval_iter=5,
         start_context="Every effort moves you",
         sample_tokens=50,
+        sample_at_eval=False,  # the book samples once per epoch
         seed=123,
     ),
 }

@@ -303,6 +303,7 @@ def _train_locked(config, ctx, device, run, model, optimizer, resumed: _ResumeSt
         epochs=epochs, total_steps=total_steps, eval_freq=config.eval_freq, eval_iter=config.eval_iter, lr=config.lr,
         warmup_steps=config.warmup_steps, min_lr=config.min_lr, grad_accum_steps=config.grad_accum_steps,
         grad_clip=config.grad_clip, start_context=config.start_context, sample_tokens=config.sample_tokens,
+        sample_at_eval=config.sample_at_eval,
         autocast_dtype=autocast_dtype(device, config.precision),
     )
     loop = TrainingLoop(

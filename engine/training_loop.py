@@ -81,7 +81,7 @@ class TrainingLoop:
 
     `epoch_batches(epoch, skip)` gives the epoch's (input, target) batches after
     the first `skip`; `on_checkpoint(reason)` is called at each point where the
-    state is worth saving ("periodic", "epoch", "stopped", "finished").
+    state is worth saving ("periodic", "stopped", "finished").
     """
 
     def __init__(self, model, optimizer, device, settings: LoopSettings, tokenizer,
@@ -164,8 +164,8 @@ class TrainingLoop:
         pos.batches_done = 0
         if self.done:
             return "done"
-        self.on_checkpoint("epoch")
         if self.agree(self.should_stop()):
+            self.on_checkpoint("stopped")
             return "stopped"
         return "epoch"
 

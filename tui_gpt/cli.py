@@ -65,7 +65,7 @@ _TRAIN_OPTIONS: dict[str, tuple[tuple[str, str, type, str, str], ...]] = {
     ),
     "checkpoints and hardware": (
         ("--checkpoint-every", "checkpoint_every", int, "N",
-         "also save every N steps (a checkpoint is always saved after each epoch, when stopping and at the end)"),
+         "also save every N steps (a checkpoint is always saved when stopping and at the end)"),
         ("--checkpoint-minutes", "checkpoint_minutes", float, "M", "also save every M minutes of training (default 10)"),
         ("--keep-last", "keep_last", int, "N", "keep the N most recent checkpoints (and always the best one)"),
         ("--device", "device", str, "{auto,cpu,cuda,mps}", "where to train (also cuda:N)"),
