@@ -1,0 +1,118 @@
+"""The runs and stats panes on run folders made without training: list, plot, overlay, prompt, delete."""
+
+from __future__ import annotations
+
+from engine.runs import RunStore
+from tui_gpt.app import TuiGptApp
+from tui_gpt.model_catalog import ModelChoice
+from tui_gpt.screens.confirm import ConfirmScreen
+from tui_gpt.widgets.prompt_pane import PromptPane
+from tui_gpt.widgets.stats_pane import StatsPane
+
+from .helpers import make_run, shown_text, wait_for, wait_until_ready
+
+
+async def open_runs_pane(pilot, app: TuiGptApp, count: int) -> None:
+    await wait_until_ready(pilot, app)
+    await pilot.press("f4")
+    await wait_for(pilot, lambda: app.query_one("#runs-table").row_count == count, what="the runs")
+    await pilot.pause()
+
+
+async def test_runs_pane_lists_every_run_with_state_loss_and_steps(data_dir):
+    make_run(data_dir, "alpha", evals=3, state="finished")
+    make_run(data_dir, "beta", evals=2, state="stopped", with_checkpoint=False)
+    app = TuiGptApp(data_dir)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await open_runs_pane(pilot, app, 2)
+        table = app.query_one("#runs-table")
+        rows = {table.get_row_at(i)[0]: table.get_row_at(i) for i in range(table.row_count)}
+        assert rows["alpha"][1:4] == ["finished", "30", "7.800"]
+        assert rows["beta"][1:4] == ["stopped", "20", "9.000"]
+        assert app.focused is table
+
+
+async def test_stats_of_a_run_open_from_the_runs_pane_and_runs_overlay(data_dir):
+    make_run(data_dir, "alpha", evals=3)
+    make_run(data_dir, "beta", evals=2, seed=1)
+    app = TuiGptApp(data_dir)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await open_runs_pane(pilot, app, 2)
+        table = app.query_one("#runs-table")
+        while table.get_row_at(table.cursor_row)[0] != "beta":
+            await pilot.press("down")
+        await pilot.press("s")
+        stats = app.query_one(StatsPane)
+        assert app.query_one("TabbedContent").active == "stats"
+        assert "beta" in stats.selected
+        latest = shown_text(app.query_one("#stats-latest"))
+        assert "beta" in latest and "8.900" in latest  # beta's last val loss
+        loss_plot = shown_text(app.query_one("#plot-loss"))
+        assert "Loss" in loss_plot and "step" in loss_plot
+        # Overlay: tick alpha too, with the keyboard.
+        runs = app.query_one("#stats-runs")
+        runs.highlighted = stats._names.index("alpha")
+        await pilot.press("space")
+        await pilot.pause()
+        assert set(stats.selected) == {"alpha", "beta"}
+        latest = shown_text(app.query_one("#stats-latest"))
+        assert "alpha" in latest and "7.800" in latest
+        assert "alpha train" in shown_text(app.query_one("#plot-loss"))
+        await pilot.press("x")
+        assert stats.axis == "tokens" and "tokens seen" in shown_text(app.query_one("#plot-loss"))
+        await pilot.press("p")
+        await pilot.pause()
+        assert stats.metric == "ppl" and app.query_one("#plot-loss").display is False
+        assert "Perplexity" in shown_text(app.query_one("#plot-ppl"))
+
+
+async def test_a_run_loads_for_prompting_and_generates(data_dir):
+    make_run(data_dir, "alpha")
+    app = TuiGptApp(data_dir)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await open_runs_pane(pilot, app, 1)
+        await pilot.press("l")
+        prompt = app.query_one(PromptPane)
+        await wait_for(pilot, lambda: prompt.loaded.choice == ModelChoice("run", "alpha", "best"))
+        assert app.query_one("TabbedContent").active == "prompt"
+        assert "run alpha at step 30" in prompt.loaded.description
+        app.query_one("#prompt-input").text = "Hello"
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: prompt.transcript.views and not prompt.generating)
+        assert prompt.transcript.views[-1].exchange.model.startswith("run alpha")
+
+
+async def test_deleting_a_run_asks_first(data_dir):
+    make_run(data_dir, "alpha")
+    make_run(data_dir, "beta")
+    app = TuiGptApp(data_dir)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await open_runs_pane(pilot, app, 2)
+        table = app.query_one("#runs-table")
+        doomed = table.get_row_at(table.cursor_row)[0]
+        await pilot.press("d")
+        assert isinstance(app.screen, ConfirmScreen)
+        await pilot.press("n")
+        assert (data_dir / "runs" / doomed).is_dir()
+        await pilot.press("d", "y")
+        await wait_for(pilot, lambda: table.row_count == 1, what="the run to go")
+        assert not (data_dir / "runs" / doomed).exists()
+        assert [s.name for s in RunStore(data_dir).list()] == [n for n in ("alpha", "beta") if n != doomed]
+
+
+async def test_a_run_in_use_cannot_be_deleted(data_dir):
+    make_run(data_dir, "busy")
+    run = RunStore(data_dir).open("busy")
+    app = TuiGptApp(data_dir)
+    with run.lock():  # as a training process holds it
+        async with app.run_test(size=(100, 30)) as pilot:
+            await open_runs_pane(pilot, app, 1)
+            table = app.query_one("#runs-table")
+            assert table.get_row_at(0)[1] == "running"
+            await pilot.press("d")
+            assert not isinstance(app.screen, ConfirmScreen)
+            await pilot.press("ctrl+q")  # a run is training: the app asks before quitting
+            assert app.screen.__class__.__name__ == "QuitWhileTrainingScreen"
+            await pilot.press("escape")
+            assert app.is_running
+    assert run.dir.is_dir()

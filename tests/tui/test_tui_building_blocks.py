@@ -1,0 +1,256 @@
+"""The app's pieces that need no screen: transcripts, settings, token hand-off, run following, commands."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from textual.color import Color
+
+from engine.events import EvalDone, MetricsWriter, RunEnded, RunStarted, SampleGenerated, StepDone
+from engine.model import GPTModel
+from engine.tokenizer import get_tokenizer
+from tui_gpt.generation_job import GenerationSettings, TokenBuffer, run_generation
+from tui_gpt.model_catalog import ModelChoice
+from tui_gpt.run_watch import MetricsFollower, RunHistory
+from tui_gpt.training_process import TrainingRequest, launch, request_stop, resume_command, train_command
+from tui_gpt.transcripts import Exchange, TokenRecord, TranscriptStore, safe_key
+from tui_gpt.widgets.exchange_view import probability_colour
+from tui_gpt.widgets.generation_settings import SettingsError, parse_settings
+from tui_gpt.widgets.token_inspector import probability_bar, visible
+
+from .helpers import TINY
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_importing_the_app_imports_neither_torch_nor_the_engine():
+    code = "import sys, tui_gpt.app; print(sorted(m for m in sys.modules if m == 'torch' or m.startswith('engine')))"
+    result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "[]"
+
+
+def exchange(prompt: str, *texts: str) -> Exchange:
+    tokens = [TokenRecord(i, text, 0.5, ((i, text, 0.5), (99, " x", 0.25))) for i, text in enumerate(texts)]
+    return Exchange(prompt, "model", {"max_new_tokens": len(texts)}, tokens)
+
+
+def test_transcript_round_trips_tokens_and_alternatives(tmp_path):
+    store = TranscriptStore(tmp_path)
+    store.append("fresh-gpt-nano", exchange("Hi", " there", " ünïcode"))
+    store.append("fresh-gpt-nano", exchange("Again", "!"))
+    loaded = store.load("fresh-gpt-nano")
+    assert [e.completion for e in loaded] == [" there ünïcode", "!"]
+    assert loaded[0].tokens[1].alternatives == ((1, " ünïcode", 0.5), (99, " x", 0.25))
+    assert store.load("fresh-gpt-micro") == []
+
+
+def test_a_torn_last_line_loses_only_itself(tmp_path):
+    store = TranscriptStore(tmp_path)
+    store.append("m", exchange("one", "1"))
+    with open(store.path_for("m"), "a", encoding="utf-8") as f:
+        f.write('{"prompt": "half')  # a crash in the middle of a write
+    store.append("m", exchange("two", "2"))
+    assert [e.prompt for e in store.load("m")] == ["one", "two"]
+
+
+def test_model_keys_become_safe_file_names(tmp_path):
+    assert safe_key("run-my run/../x") == "run-my_run_.._x"
+    key = ModelChoice("file", str(tmp_path / "a b" / "model.safetensors")).transcript_key
+    assert "/" not in safe_key(key) and safe_key(key).startswith("file-model.safetensors-")
+
+
+def test_clearing_removes_one_models_transcript(tmp_path):
+    store = TranscriptStore(tmp_path)
+    store.append("a", exchange("p", "x"))
+    store.append("b", exchange("p", "y"))
+    store.clear("a")
+    assert store.load("a") == [] and len(store.load("b")) == 1
+
+
+def test_settings_parse_with_empty_meaning_default_or_off():
+    settings = parse_settings({"max_new_tokens": "", "temperature": "", "top_k": "", "top_p": "", "seed": ""})
+    assert settings == GenerationSettings()
+    assert parse_settings({"max_new_tokens": "7", "temperature": "0.8", "top_k": "40", "top_p": "0.95",
+                           "seed": "3"}) == GenerationSettings(7, 0.8, 40, 0.95, 3)
+
+
+@pytest.mark.parametrize(("values", "message"), [
+    ({"max_new_tokens": "lots"}, "max new tokens must be a number"),
+    ({"top_k": "0"}, "top k must be >= 1"),
+    ({"top_p": "0"}, "top p must be above 0"),
+    ({"seed": "-2"}, "seed must be between 0"),
+])
+def test_bad_settings_name_the_setting(values, message):
+    with pytest.raises(SettingsError, match=message):
+        parse_settings(values)
+
+
+def test_settings_describe_themselves_for_the_transcript():
+    assert GenerationSettings().describe() == "greedy, 50 tokens"
+    assert GenerationSettings(20, 0.7, 40, None, 1).describe() == "T 0.7, top-k 40, seed 1, 20 tokens"
+
+
+def test_generation_fills_the_buffer_and_reports_the_end():
+    buffer = TokenBuffer()
+    model = GPTModel(TINY).eval()
+    run_generation(model, get_tokenizer(), "Hello", GenerationSettings(max_new_tokens=8), buffer, lambda: False)
+    tokens, done, error = buffer.take()
+    assert len(tokens) == 8 and done and error is None
+    assert all(t.alternatives[0][2] >= t.alternatives[-1][2] for t in tokens)
+    assert buffer.take() == ([], True, None)  # taken once
+
+
+def test_generation_stops_between_tokens_when_asked():
+    buffer = TokenBuffer()
+    model = GPTModel(TINY).eval()
+    seen = []
+
+    def cancelled() -> bool:
+        seen.append(None)
+        return len(seen) > 3
+
+    run_generation(model, get_tokenizer(), "Hello", GenerationSettings(max_new_tokens=1000), buffer, cancelled)
+    tokens, done, _ = buffer.take()
+    assert done and len(tokens) == 3
+
+
+def test_a_failing_generation_ends_with_a_one_line_error():
+    buffer = TokenBuffer()
+
+    class Broken(GPTModel):
+        def forward(self, *args, **kwargs):
+            raise RuntimeError("boom\nwith a second line")
+
+    run_generation(Broken(TINY), get_tokenizer(), "Hi", GenerationSettings(), buffer, lambda: False)
+    assert buffer.take() == ([], True, "RuntimeError: boom with a second line")
+
+
+def test_buffer_hands_tokens_over_between_threads():
+    buffer = TokenBuffer()
+    token = TokenRecord(1, "a", 0.5)
+    threads = [threading.Thread(target=lambda: [buffer.put(token) for _ in range(500)]) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    taken = 0
+    while any(t.is_alive() for t in threads):
+        taken += len(buffer.take()[0])
+    taken += len(buffer.take()[0])
+    assert taken == 2000
+
+
+def test_train_command_passes_only_what_was_set(tmp_path):
+    request = TrainingRequest(run="r1", preset="gpt-nano", corpus="/c.txt", max_steps=4, lr=0.001, seed=0)
+    command = train_command(tmp_path, request)
+    assert command[:3] == [sys.executable, "-m", "tui_gpt"]
+    assert command[3:] == ["train", "--data-dir", str(tmp_path), "--run", "r1", "--corpus", "/c.txt",
+                           "--preset", "gpt-nano", "--max-steps", "4", "--lr", "0.001", "--seed", "0"]
+
+
+def test_a_recipe_replaces_the_preset_and_no_corpus_means_the_demo(tmp_path):
+    command = train_command(tmp_path, TrainingRequest(run="b", preset="gpt-nano", recipe="book"))
+    assert "--recipe" in command and "--preset" not in command and "--corpus" not in command
+    assert resume_command(tmp_path, "b")[3:] == ["train", "--data-dir", str(tmp_path), "--run", "b", "--resume"]
+
+
+def wait_for_exit(process, timeout: float = 20.0) -> int:
+    deadline = time.monotonic() + timeout
+    while (code := process.exit_code()) is None:
+        assert time.monotonic() < deadline, "the process did not end"
+        time.sleep(0.02)
+    return code
+
+
+def test_launched_process_reports_its_exit_code_and_last_error_line(tmp_path):
+    script = "import sys; sys.stderr.write('noise\\ntui-gpt: error: corpus x.txt is empty\\n'); sys.exit(2)"
+    process = launch(tmp_path, "r1", [sys.executable, "-c", script])
+    assert wait_for_exit(process) == 2
+    assert process.error_line() == "corpus x.txt is empty"
+
+
+def test_a_launched_run_has_its_own_session_and_stops_on_request(tmp_path):
+    ready = tmp_path / "ready"
+    script = ("import signal, sys, time, pathlib; signal.signal(signal.SIGTERM, lambda *a: sys.exit(3)); "
+              f"pathlib.Path({str(ready)!r}).touch(); time.sleep(60)")
+    process = launch(tmp_path, "r2", [sys.executable, "-c", script])
+    deadline = time.monotonic() + 20
+    while not ready.exists():
+        assert time.monotonic() < deadline, "the process did not start"
+        time.sleep(0.02)
+    assert os.getsid(process.pid) != os.getsid(0)  # the app's terminal cannot signal it
+    assert request_stop(process.pid)
+    assert wait_for_exit(process) == 3
+    assert not request_stop(process.pid)  # gone
+
+
+def write_events(path: Path, *events) -> None:
+    writer = MetricsWriter(path)
+    for event in events:
+        writer.write(event)
+    writer.close()
+
+
+def step(n: int, time: float = 0.1) -> StepDone:
+    return StepDone(step=n, epoch=0, tokens_seen=(n + 1) * 64, loss=5.0, lr=1e-3, tokens_per_sec=640.0, step_time=time)
+
+
+def evaluation(n: int) -> EvalDone:
+    return EvalDone(step=n, epoch=0, tokens_seen=(n + 1) * 64, train_loss=5.0, val_loss=5.5, train_ppl=148.4,
+                    val_ppl=244.7)
+
+
+def test_follower_returns_only_new_events_of_each_run(tmp_path):
+    (tmp_path / "a").mkdir()
+    metrics = tmp_path / "a" / "metrics.jsonl"
+    write_events(metrics, RunStarted(run="a", resumed=False, step=0, total_steps=10, n_params=1, device="cpu"),
+                 step(0))
+    follower = MetricsFollower(tmp_path)
+    first = follower.read_new(["a", "missing"])
+    assert [e.kind for e in first["a"]] == ["run_started", "step"] and "missing" not in first
+    assert follower.read_new(["a"]) == {}
+    write_events(metrics, step(1))
+    assert [e.step for e in follower.read_new(["a"])["a"]] == [1]
+
+
+def test_history_counts_steps_evals_samples_and_an_eta():
+    history = RunHistory("a")
+    history.apply([RunStarted(run="a", resumed=False, step=0, total_steps=10, n_params=1, device="cpu"),
+                   step(0, 0.5), step(1, 0.5), evaluation(1),
+                   SampleGenerated(step=1, epoch=0, tokens_seen=128, prompt="P", text="P x")])
+    assert history.steps_done == 2 and history.total_steps == 10
+    assert history.latest_eval.val_loss == 5.5 and len(history.samples) == 1
+    assert history.eta_seconds() == pytest.approx(8 * 0.5)
+    history.apply([RunEnded(step=2, state="stopped")])
+    assert history.eta_seconds() is None
+
+
+def test_resuming_from_an_older_checkpoint_drops_the_replayed_points():
+    history = RunHistory("a")
+    history.apply([RunStarted(run="a", resumed=False, step=0, total_steps=10, n_params=1, device="cpu"),
+                   evaluation(1), evaluation(3), evaluation(5)])
+    history.apply([RunStarted(run="a", resumed=True, step=4, total_steps=10, n_params=1, device="cpu")])
+    assert [e.step for e in history.evals] == [1, 3]
+    history.apply([RunStarted(run="a", resumed=False, step=0, total_steps=5, n_params=1, device="cpu")])
+    assert history.evals == [] and history.total_steps == 5  # a new run under the same name
+
+
+def test_token_colours_run_from_unlikely_to_certain_on_a_log_scale():
+    low, high = Color(255, 0, 0), Color(0, 255, 0)
+    assert probability_colour(1.0, low, high) == high
+    assert probability_colour(1e-6, low, high) == low
+    middle = probability_colour(10 ** -1.5, low, high)
+    assert middle == low.blend(high, 0.5)
+
+
+def test_inspector_shows_whitespace_and_bars():
+    assert visible(" the") == "·the"
+    assert visible("\n") == "\\n"
+    assert visible("") == "∅"
+    assert probability_bar(1.0, 4) == "████"
+    assert probability_bar(0.0, 4) == "    "
+    assert probability_bar(0.5, 4) == "██  "

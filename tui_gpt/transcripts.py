@@ -1,0 +1,123 @@
+"""The prompt transcripts: every prompt and completion, one JSONL file per model.
+
+    <data_dir>/transcripts/<model key>.jsonl   one exchange per line
+
+Each completion keeps its tokens with their probabilities and the model's top
+alternatives, so the token inspector works on exchanges from earlier sessions
+too. Lines are appended and flushed as each exchange ends; a torn last line (a
+crash mid-write) is skipped on reading, never fatal.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+def safe_key(key: str) -> str:
+    """A model key made safe to use as a file name."""
+    return _UNSAFE.sub("_", key).strip("._") or "model"
+
+
+@dataclass(frozen=True)
+class TokenRecord:
+    """One generated token and what the model thought of it."""
+
+    token_id: int
+    text: str
+    prob: float
+    alternatives: tuple[tuple[int, str, float], ...] = ()  # (token id, text, probability), most likely first
+
+    def to_json(self) -> list[Any]:
+        return [self.token_id, self.text, round(self.prob, 6), [[i, t, round(p, 6)] for i, t, p in self.alternatives]]
+
+    @classmethod
+    def from_json(cls, data: list[Any]) -> "TokenRecord":
+        token_id, text, prob, alternatives = data
+        return cls(int(token_id), str(text), float(prob), tuple((int(i), str(t), float(p)) for i, t, p in alternatives))
+
+
+@dataclass
+class Exchange:
+    """A prompt, the model's completion and how it was asked for."""
+
+    prompt: str
+    model: str  # what generated it, as shown to the user
+    settings: dict[str, Any] = field(default_factory=dict)
+    tokens: list[TokenRecord] = field(default_factory=list)
+    stopped: bool = False  # stopped by the user before max_new_tokens
+    error: str | None = None
+    seconds: float | None = None  # from asking to the last token on screen
+
+    @property
+    def completion(self) -> str:
+        return "".join(token.text for token in self.tokens)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "prompt": self.prompt,
+            "model": self.model,
+            "settings": self.settings,
+            "tokens": [token.to_json() for token in self.tokens],
+            "stopped": self.stopped,
+            "error": self.error,
+            "seconds": self.seconds,
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> "Exchange":
+        return cls(
+            prompt=str(data["prompt"]),
+            model=str(data.get("model", "")),
+            settings=dict(data.get("settings") or {}),
+            tokens=[TokenRecord.from_json(t) for t in data.get("tokens", [])],
+            stopped=bool(data.get("stopped", False)),
+            error=data.get("error"),
+            seconds=data.get("seconds"),
+        )
+
+
+class TranscriptStore:
+    """Reads and appends the transcripts kept under one folder."""
+
+    def __init__(self, directory: Path):
+        self.directory = Path(directory)
+
+    def path_for(self, model_key: str) -> Path:
+        return self.directory / f"{safe_key(model_key)}.jsonl"
+
+    def load(self, model_key: str) -> list[Exchange]:
+        try:
+            lines = self.path_for(model_key).read_text(encoding="utf-8").splitlines()
+        except FileNotFoundError:
+            return []
+        exchanges = []
+        for line in lines:
+            try:
+                exchanges.append(Exchange.from_json(json.loads(line)))
+            except (ValueError, TypeError, KeyError):
+                continue  # a torn or foreign line: keep the rest
+        return exchanges
+
+    def append(self, model_key: str, exchange: Exchange) -> None:
+        """Add one exchange; OSError if the data dir cannot be written."""
+        self.directory.mkdir(parents=True, exist_ok=True)
+        line = json.dumps(exchange.to_json(), ensure_ascii=False) + "\n"
+        with open(self.path_for(model_key), "ab") as f:
+            if f.tell() and not _ends_with_newline(f.name):
+                line = "\n" + line  # after a torn line, start a fresh one rather than extend it
+            f.write(line.encode("utf-8"))
+
+    def clear(self, model_key: str) -> None:
+        self.path_for(model_key).unlink(missing_ok=True)
+
+
+def _ends_with_newline(path: str) -> bool:
+    with open(path, "rb") as f:
+        f.seek(-1, 2)
+        return f.read(1) == b"\n"
