@@ -17,22 +17,13 @@ from .. import bindings
 from ..failures import describe_error
 from ..messages import PromptWithModel, ResumeRun, RunDeleted, ShowRunStats
 from ..model_catalog import ModelChoice
+from ..commands import human_size
 from ..screens.confirm import ConfirmScreen
 from .run_progress import number
 from .steady_update import update_steady
 
 _COLUMNS = (("Run", "name"), ("State", "state"), ("Steps", "steps"), ("Best val", "loss"), ("Val ppl", "ppl"),
             ("Size", "size"), ("Updated", "updated"))
-
-
-def human_size(size: int) -> str:
-    """Bytes for people, in powers of 1024: '512 B', '3.4 MB'."""
-    value = float(size)
-    for unit in ("B", "KB", "MB", "GB"):
-        if value < 1024:
-            return f"{size} B" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    return f"{value:.1f} TB"
 
 
 def run_row(summary: Any) -> tuple[str, ...]:
