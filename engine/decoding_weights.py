@@ -4,8 +4,10 @@ Decoding one token at a time multiplies a single vector by every weight
 matrix, so its speed is how fast the weights stream from memory. Three
 layouts, for `generate`/`stream` on the copy:
 
-- "fp32": the same numbers, each linear weight stored input-major, the layout
-  that the CPU's matrix-vector product reads fastest; tokens equal the model's.
+- "fp32": the same numbers, each linear weight stored input-major (the layout
+  the CPU's matrix-vector product reads fastest) and cut into one column block
+  per core, multiplied as one batched product: the BLAS runs a matrix-vector
+  product on a single core, a batch of them on all. Tokens equal the model's.
 - "bf16": every weight in bfloat16, half the bytes (the GPU decoding path).
 - "int8": linear weights in int8 with one bfloat16 scale per output row, the
   rest in bfloat16; a quarter of the bytes of the matrices.
@@ -21,6 +23,7 @@ import copy
 
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 
 from .errors import ConfigError
 from .model import GPTModel
@@ -32,13 +35,11 @@ def decoding_copy(model: GPTModel, weights: str = "fp32") -> GPTModel:
     """An eval-mode copy of `model` for generation only, with `weights` as above."""
     if weights not in DECODING_WEIGHTS:
         raise ConfigError(f"decoding weights must be one of {', '.join(DECODING_WEIGHTS)}, got {weights!r}")
-    tied = model.out_head.weight is model.tok_emb.weight
     fast = copy.deepcopy(model).eval().requires_grad_(False)
     if weights == "fp32":
-        for module in _linears(fast):
-            module.weight = nn.Parameter(_input_major(module.weight), requires_grad=False)
-        if tied:
-            fast.tok_emb.weight = fast.out_head.weight
+        parts = torch.get_num_threads() if fast.tok_emb.weight.device.type == "cpu" else 1
+        for parent, name, module in _linear_slots(fast):
+            setattr(parent, name, CoreSplitLinear(module, parts))
         return fast
     fast = fast.to(torch.bfloat16)
     if weights == "int8":
@@ -48,15 +49,42 @@ def decoding_copy(model: GPTModel, weights: str = "fp32") -> GPTModel:
     return fast
 
 
+class CoreSplitLinear(nn.Module):
+    """A linear layer whose weight is stored as `parts` input-major column blocks.
+
+    y = x W^T + b is computed as one batched product, block by block, so that
+    each block streams from memory on its own core.
+    """
+
+    def __init__(self, linear: nn.Linear, parts: int):
+        super().__init__()
+        weight = linear.weight.detach()
+        out_features, in_features = weight.shape
+        per_part = -(-out_features // parts)
+        padded = F.pad(weight, (0, 0, 0, per_part * parts - out_features))  # zero rows, sliced off the output
+        self.register_buffer("blocks", padded.view(parts, per_part, in_features).transpose(1, 2).contiguous())
+        self.out_features = out_features
+        self.bias = None if linear.bias is None else nn.Parameter(linear.bias.detach(), requires_grad=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        parts, in_features, per_part = self.blocks.shape
+        rows = x.reshape(1, -1, in_features).expand(parts, -1, -1)
+        y = torch.bmm(rows, self.blocks).transpose(0, 1).reshape(*x.shape[:-1], parts * per_part)
+        y = y[..., : self.out_features]
+        return y if self.bias is None else y + self.bias
+
+
 class Int8Linear(nn.Module):
     """A linear layer with symmetric per-output-row int8 weights and bf16 activations."""
 
     def __init__(self, linear: nn.Linear):
         super().__init__()
         weight = linear.weight.detach().float()
-        scale = weight.abs().amax(dim=1).clamp(min=1e-12) / 127.0
-        self.register_buffer("weight_int8", torch.round(weight / scale[:, None]).to(torch.int8))
-        self.register_buffer("scale", scale.to(torch.bfloat16))
+        # Quantize against the scale as stored (bf16), so that rounding it costs nothing.
+        scale = (weight.abs().amax(dim=1).clamp(min=1e-12) / 127.0).to(torch.bfloat16)
+        quantized = torch.round(weight / scale.float()[:, None]).clamp(-127, 127)
+        self.register_buffer("weight_int8", quantized.to(torch.int8))
+        self.register_buffer("scale", scale)
         self.bias = None if linear.bias is None else nn.Parameter(linear.bias.detach().to(torch.bfloat16), False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -65,15 +93,6 @@ class Int8Linear(nn.Module):
         if self.bias is not None:
             y = y + self.bias
         return y.view(*x.shape[:-1], -1)
-
-
-def _input_major(weight: torch.Tensor) -> torch.Tensor:
-    """The same (out, in) matrix, its storage transposed: rows of inputs are contiguous."""
-    return weight.detach().t().contiguous().t()
-
-
-def _linears(model: nn.Module):
-    return [module for _, _, module in _linear_slots(model)]
 
 
 def _linear_slots(model: nn.Module):

@@ -1,0 +1,85 @@
+"""One benchmark run: the chosen cases, then the report's header."""
+
+from __future__ import annotations
+
+import datetime as dt
+import gc
+from typing import Callable
+
+
+from engine.config import PRESETS, GPTConfig
+
+from .cases import Settings, decode_case, first_token_case, train_case
+from .machine import LoadMonitor, describe_machine, gpu_peak_flops
+from .report import CaseResult
+from .tui import first_frame_case, tui_stream_case
+
+
+def case_table(settings: Settings) -> dict[str, Callable[[], CaseResult]]:
+    """Every case by name, in the order they run."""
+    s = settings
+    large_train = s.large.with_overrides(context_length=s.train_context)
+    # The issue's targets are set for the 124M model; smaller stand-ins only show the cases run.
+    targets = _size(s.large) == "124M"
+    n = s.decode_tokens
+    return {
+        "train-124m": lambda: train_case(
+            s, large_train, s.train_batch,
+            f"train step, {_size(s.large)} ctx {s.train_context} batch {s.train_batch}", with_targets=targets),
+        "train-small": lambda: train_case(
+            s, s.small, s.small_train_batch,
+            f"train step, {_size(s.small)} ctx {s.small.context_length} batch {s.small_train_batch}",
+            with_targets=False),
+        "decode-124m": lambda: decode_case(
+            s, s.large, f"greedy decode, {_size(s.large)}, {n} tokens", with_targets=targets),
+        "decode-small": lambda: decode_case(
+            s, s.small, f"greedy decode, {_size(s.small)}, {n} tokens", with_targets=False),
+        "first-token": lambda: first_token_case(
+            s, None, f"time to first token, {_size(s.large)}, prompt {s.prompt!r}"),
+        "first-token-long": lambda: first_token_case(
+            s, s.long_prompt_tokens,
+            f"time to first token, {_size(s.large)}, {s.long_prompt_tokens}-token prompt"),
+        "tui-stream": lambda: tui_stream_case(
+            s.tui_preset, n, s.prompt, s.decode_repeats, s.warmup,
+            f"TUI vs headless stream, {s.tui_preset}, {n} tokens"),
+        "tui-first-frame": lambda: first_frame_case(s.repeats, s.warmup, "tui-gpt start to first frame"),
+    }
+
+
+def run_benchmark(settings: Settings, names: list[str], say: Callable[[str], None] = lambda line: None):
+    """Run the named cases; returns the report header lines and the results."""
+    table = case_table(settings)
+    started = dt.datetime.now().astimezone()
+    results = []
+    with LoadMonitor() as load:
+        for name in names:
+            say(f"running {name}")
+            result = table[name]()
+            result.name = name
+            results.append(result)
+            gc.collect()  # each case's models are freed before the next builds its own
+    machine = describe_machine(settings.device)
+    precision = "bf16 autocast / bf16 decoding weights" if settings.device.type == "cuda" else "fp32"
+    header = [
+        f"Measured {started:%Y-%m-%d %H:%M %Z} by `python -m bench{settings.command_line}`.",
+        "",
+        f"- Machine: {machine.describe()}",
+        f"- Device: {settings.device}, dtype: {precision}",
+        f"- Load average (1 min) during the run: {load.describe()}",
+        f"- Medians of {settings.repeats} timed runs (decoding: {settings.decode_repeats}) after "
+        f"{settings.warmup} warm-up, contenders alternating; each case times the machine's limit "
+        "(matrix-multiply rate, memory read bandwidth) alternating with them.",
+    ]
+    peak = gpu_peak_flops(machine.gpu)
+    if peak:
+        header.append(f"- GPU bf16 dense peak (data sheet): {peak / 1e12:,.0f} TFLOP/s")
+    return header, results
+
+
+def _size(cfg: GPTConfig) -> str:
+    """The preset a config is (whatever its context and dropout), else its dimensions."""
+    for name, preset in PRESETS.items():
+        if preset.with_overrides(context_length=cfg.context_length, drop_rate=cfg.drop_rate) == cfg:
+            return "124M" if name == "gpt2-small" else name
+    return f"emb {cfg.emb_dim}, {cfg.n_layers} layers"
+
