@@ -29,6 +29,9 @@ from .errors import ConfigError
 from .model import GPTModel
 
 DECODING_WEIGHTS = ("fp32", "bf16", "int8")
+# The int8 kernel is made for a few rows (decoding); a long prompt is multiplied
+# faster by the dequantized bf16 matrix.
+DEQUANTIZE_ABOVE_ROWS = 16
 
 
 def decoding_copy(model: GPTModel, weights: str = "fp32") -> GPTModel:
@@ -89,7 +92,10 @@ class Int8Linear(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         flat = x.reshape(-1, x.shape[-1]).to(torch.bfloat16)
-        y = torch._weight_int8pack_mm(flat, self.weight_int8, self.scale)
+        if flat.shape[0] > DEQUANTIZE_ABOVE_ROWS:
+            y = F.linear(flat, self.weight_int8.to(torch.bfloat16) * self.scale[:, None])
+        else:
+            y = torch._weight_int8pack_mm(flat, self.weight_int8, self.scale)
         if self.bias is not None:
             y = y + self.bias
         return y.view(*x.shape[:-1], -1)
@@ -108,3 +114,11 @@ def _require_int8_kernel(device: torch.device) -> None:
     except (AttributeError, RuntimeError, NotImplementedError):
         raise ConfigError(f"int8 decoding is not available with torch {torch.__version__} on {device.type}; "
                           "use fp32 or bf16 decoding weights") from None
+
+
+def prompting_model(model: GPTModel) -> GPTModel:
+    """What prompting should run: on a CPU the fp32 decoding copy (the same tokens,
+    about twice the speed; see BENCHMARKS.md), elsewhere the model itself."""
+    if model.tok_emb.weight.device.type == "cpu":
+        return decoding_copy(model, "fp32")
+    return model.eval()

@@ -188,7 +188,7 @@ def _train(config, ctx, device, run_name, data_dir, resume, on_event, should_sto
         epochs = config.epochs if config.max_steps is None else 1 + (config.max_steps - 1) // steps_per_epoch
         total_steps = config.max_steps or epochs * steps_per_epoch
         optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay,
-                                      fused=True if device.type == "cuda" else None)
+                                      fused=True if device.type in ("cuda", "cpu") else None)
         resumed = _load_resume_state(run, model, optimizer, corpus.fingerprint, say) if resume else None
 
         if not resume:

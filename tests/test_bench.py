@@ -6,6 +6,7 @@ that every case runs and that the contenders agree.
 
 from __future__ import annotations
 
+import pytest
 import torch
 import torch.nn as nn
 
@@ -20,8 +21,6 @@ from engine.decoding_weights import CoreSplitLinear, Int8Linear, decoding_copy
 from engine.errors import ConfigError
 from engine.generation import generate
 from engine.model import GPTModel, meta_model
-
-import pytest
 
 PROMPT = torch.tensor([[15496, 11, 314, 716]])  # "Hello, I am"
 
@@ -124,9 +123,10 @@ def test_int8_linear_computes_with_its_dequantized_weight():
     dequantized = quantized.weight_int8.float() * quantized.scale.float()[:, None]
     # Off by at most half a step (a little more in the row whose bf16 scale was rounded down).
     assert ((dequantized - linear.weight).abs() <= quantized.scale.float()[:, None] * 0.51).all()
-    x = torch.randn(3, 5, 64)
-    expected = x.bfloat16().float() @ dequantized.t() + linear.bias.bfloat16().float()
-    torch.testing.assert_close(quantized(x).float(), expected, rtol=2e-2, atol=2e-2)
+    for shape in ((3, 5, 64), (4, 10, 64)):  # a few rows (the int8 kernel), then many (dequantized)
+        x = torch.randn(shape)
+        expected = x.bfloat16().float() @ dequantized.t() + linear.bias.bfloat16().float()
+        torch.testing.assert_close(quantized(x).float(), expected, rtol=2e-2, atol=2e-2)
 
 
 def test_reduced_precision_copies_stay_close_to_fp32(tiny_config):

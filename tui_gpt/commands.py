@@ -212,6 +212,7 @@ def human_size(size: int) -> str:
 
 
 def generate(args: argparse.Namespace) -> int:
+    from engine.decoding_weights import prompting_model
     from engine.device import resolve_device
     from engine.generation import stream
     from engine.tokenizer import END_OF_TEXT_ID, get_tokenizer
@@ -219,7 +220,7 @@ def generate(args: argparse.Namespace) -> int:
     _check_sampling_options(args)
     prompt = _read_prompt(args)
     device = resolve_device(args.device)
-    model = _load_model_to_generate(args, device)
+    model = prompting_model(_load_model_to_generate(args, device))
     out = sys.stdout
     out.write(prompt)
     out.flush()

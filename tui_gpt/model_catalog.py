@@ -87,6 +87,7 @@ def load_choice(choice: ModelChoice, runs_dir: Path, device: str) -> LoadedModel
     import torch
 
     from engine.checkpoint import best_checkpoint, latest_checkpoint, load_model
+    from engine.decoding_weights import prompting_model
     from engine.errors import CheckpointError
     from engine.pretrained import load_any_model
 
@@ -97,10 +98,10 @@ def load_choice(choice: ModelChoice, runs_dir: Path, device: str) -> LoadedModel
             raise CheckpointError(f"run {choice.name} has no {choice.checkpoint} checkpoint yet")
         model, notes = load_model(info.path, device=device)
         loss = f", val loss {info.val_loss:.3f}" if info.val_loss is not None else ""
-        return LoadedModel(choice, model, f"run {choice.name} at step {info.step}{loss}", notes)
+        return LoadedModel(choice, prompting_model(model), f"run {choice.name} at step {info.step}{loss}", notes)
     spec = choice.name
     if choice.kind == "fresh":
         torch.manual_seed(FRESH_WEIGHTS_SEED)
         spec = f"fresh:{choice.name}"  # never a file that happens to be called like the preset
     model, description = load_any_model(spec, device=device)
-    return LoadedModel(choice, model.eval(), description, [])
+    return LoadedModel(choice, prompting_model(model), description, [])
