@@ -112,16 +112,13 @@ def _build_model(config: TrainConfig, device: torch.device) -> GPTModel:
 class _RunLog:
     """train.log: one readable line per evaluation, sample, checkpoint and ending."""
 
-    def __init__(self, path: Path | None, echo: Callable[[str], None] | None):
+    def __init__(self, path: Path | None):
         self.file = open(path, "a", encoding="utf-8") if path else None
-        self.echo = echo
 
     def __call__(self, line: str) -> None:
         if self.file:
             self.file.write(time.strftime("%Y-%m-%d %H:%M:%S ") + line + "\n")
             self.file.flush()
-        if self.echo:
-            self.echo(line)
 
     def close(self) -> None:
         if self.file:
@@ -246,7 +243,7 @@ def _train_locked(config, ctx, device, run, model, optimizer, resumed: _ResumeSt
     position = resumed.position if resumed else LoopPosition()
     resume_order = resumed.order if resumed else None
     writer = MetricsWriter(run.metrics_path) if ctx.is_main else None
-    run_log = _RunLog(run.log_path if ctx.is_main else None, None)
+    run_log = _RunLog(run.log_path if ctx.is_main else None)
 
     def emit(event: Event) -> None:
         if writer:
