@@ -33,7 +33,7 @@ def _book_config(recipe):
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(3600)  # about ten minutes on 2 idle cores; much longer on a loaded machine
+@pytest.mark.timeout(3600)  # about six minutes on 2 idle cores; much longer on a loaded machine
 def test_book_recipe_reproduces_chapter_5(verdict_path, data_dir):
     recipe = get_recipe("book").with_overrides(corpus=str(verdict_path), device="cpu")
     outcome = train_run(recipe, run_name="book", data_dir=data_dir)
