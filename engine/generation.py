@@ -147,7 +147,7 @@ def stream(model: GPTModel, tokenizer, prompt: "str | torch.Tensor", max_new_tok
     else:
         idx = prompt.to(device).reshape(1, -1)
     context_size = context_size or model.cfg.context_length
-    decoder = _Decoder(model, idx[:, -context_size:], context_size)
+    decoder = _Decoder(model, idx, context_size)  # it crops to the window itself
     generator = _generator_for(seed, device)
     utf8 = codecs.getincrementaldecoder("utf-8")(errors="replace")
     was_training = model.training

@@ -18,9 +18,6 @@ from pathlib import Path
 
 import tui_gpt
 
-# Exit codes of `tui-gpt train` (engine.signals), named here without importing the engine.
-EXIT_FINISHED, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_STOPPED = 0, 1, 2, 3
-
 # Each optional setting as (TrainingRequest field, command-line flag).
 _FLAGS = (
     ("epochs", "--epochs"),

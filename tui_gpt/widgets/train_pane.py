@@ -15,13 +15,11 @@ from textual.containers import Horizontal, Vertical
 
 from .. import bindings
 from ..engine_session import EngineSession
+from ..cli import EXIT_BAD_INPUT, EXIT_FINISHED, EXIT_STOPPED
 from ..failures import describe_error
 from ..messages import TrainingStatus
 from ..run_watch import RunHistory
 from ..training_process import (
-    EXIT_BAD_INPUT,
-    EXIT_FINISHED,
-    EXIT_STOPPED,
     TrainingProcess,
     launch,
     request_stop,
