@@ -11,6 +11,7 @@ from typing import Sequence
 
 import torch
 
+from engine.allocator import keep_freed_memory
 from engine.config import GPTConfig
 
 from .cases import Settings
@@ -39,6 +40,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--decode-tokens", type=int, metavar="N", help="new tokens per decoding run (default 200)")
     parser.add_argument("--compile", action="store_true", help="torch.compile the engine's training model")
     parser.add_argument("--no-peers", action="store_true", help="time the engine alone (no textbook, no transformers)")
+    parser.add_argument("--default-allocator", action="store_true",
+                        help="leave glibc's allocator as it is, as a process that does not call "
+                             "engine.allocator runs (default: keep freed memory, as `tui-gpt train` does)")
     parser.add_argument("--output", type=Path, metavar="FILE", help="also write the report to FILE")
     return parser
 
@@ -88,7 +92,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     unknown = [name for name in names if name not in table]
     if unknown:
         parser.error(f"unknown case {unknown[0]!r}; choose from: {', '.join(table)}")
-    header, results = run_benchmark(settings, names, say=lambda line: print(f"[bench] {line}", file=sys.stderr))
+    # For the whole process, before any case allocates: every contender runs under it.
+    memory_kept = False if args.default_allocator else keep_freed_memory()
+    header, results = run_benchmark(settings, names, memory_kept,
+                                    say=lambda line: print(f"[bench] {line}", file=sys.stderr))
     report = render_markdown(header, results)
     print(report)
     if args.output:

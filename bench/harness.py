@@ -47,7 +47,8 @@ def case_table(settings: Settings) -> dict[str, Callable[[], CaseResult]]:
     }
 
 
-def run_benchmark(settings: Settings, names: list[str], say: Callable[[str], None] = lambda line: None):
+def run_benchmark(settings: Settings, names: list[str], memory_kept: bool = False,
+                  say: Callable[[str], None] = lambda line: None):
     """Run the named cases; returns the report header lines and the results."""
     table = case_table(settings)
     started = dt.datetime.now().astimezone()
@@ -66,6 +67,8 @@ def run_benchmark(settings: Settings, names: list[str], say: Callable[[str], Non
         "",
         f"- Machine: {machine.describe()}",
         f"- Device: {settings.device}, dtype: {precision}",
+        "- Allocator: " + ("glibc keeps freed memory in the process (engine.allocator, as `tui-gpt train` runs), "
+                           "for every contender" if memory_kept else "the C library's defaults, for every contender"),
         f"- Load average (1 min) during the run: {load.describe()}",
         f"- Medians of {settings.repeats} timed runs (decoding: {settings.decode_repeats}) after "
         f"{settings.warmup} warm-up, contenders alternating; each case times the machine's limit "

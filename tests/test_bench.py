@@ -31,8 +31,10 @@ def _model(cfg: GPTConfig, seed: int = 0) -> GPTModel:
 
 
 def test_smoke_run_prints_every_contender_and_all_exact_checks_pass(capsys):
-    status = main(["--smoke", "--cases", "train-124m,decode-124m,first-token-long"])
+    # The default allocator: keeping freed memory would last for the rest of the test session.
+    status = main(["--smoke", "--default-allocator", "--cases", "train-124m,decode-124m,first-token-long"])
     out = capsys.readouterr().out
+    assert "- Allocator: the C library's defaults, for every contender" in out
     table = [line for line in out.splitlines() if line.startswith("| ")]
     for case, contenders in (("train step", ("engine", "textbook", "transformers")),
                              ("greedy decode", ("engine", "engine-fp32", "engine-bf16", "engine-int8",

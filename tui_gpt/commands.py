@@ -47,6 +47,7 @@ def train(args: argparse.Namespace) -> int:
     store = _run_store(args)
     config = _train_config(args, store)  # bad options fail here, before the trainer's heavier imports
 
+    from engine.allocator import keep_freed_memory
     from engine.signals import GracefulStop
     from engine.trainer import train_run
 
@@ -57,6 +58,7 @@ def train(args: argparse.Namespace) -> int:
     progress = TrainingProgress(sys.stdout, live=sys.stdout.isatty(), epochs=config.epochs,
                                 log_every=args.log_every)
     stop = GracefulStop()
+    keep_freed_memory()  # this process trains: reuse each step's memory (about a tenth faster on a CPU)
     with _signal_handlers_restored():
         stop.install()
         try:

@@ -1,14 +1,15 @@
 """One generation off the UI thread: the settings, the token hand-off and the loop.
 
 The worker thread runs `run_generation`, which puts each token into a
-`TokenBuffer`; the UI drains the buffer on a timer (about 60 times a
-second), so the screen is updated once per batch of tokens rather than once
-per token, and the worker never waits for the UI.
+`TokenBuffer`; the UI drains the buffer when a `DrainPacer` says, so the
+screen is updated once per batch of tokens rather than once per token, and
+the worker never waits for the UI.
 """
 
 from __future__ import annotations
 
 import threading
+import time
 from dataclasses import asdict, dataclass
 from typing import Any, Callable
 
@@ -75,6 +76,31 @@ class TokenBuffer:
     @property
     def stop_requested(self) -> bool:
         return self._stop.is_set()
+
+
+class DrainPacer:
+    """When the UI should next drain the token buffer onto the screen.
+
+    Generation and the UI share the CPU's cores: a moment the UI thread spends
+    updating, laying out and drawing the transcript is a moment taken from one
+    of the threads multiplying the model's matrices, and the whole product
+    waits for it. So the delay before each update is chosen to keep the UI
+    thread's CPU time near `share` of the time passing: cheap updates (a short
+    transcript) come up to 60 times a second, costly ones (a long transcript
+    scrolling) less often, but at least `slowest` apart.
+    """
+
+    def __init__(self, share: float = 0.04, fastest: float = 1 / 60, slowest: float = 0.25,
+                 cpu_clock=time.thread_time) -> None:
+        self.share, self.fastest, self.slowest = share, fastest, slowest
+        self._cpu_clock = cpu_clock  # read on the UI thread: its own CPU time
+        self._last_cpu = cpu_clock()
+
+    def next_delay(self) -> float:
+        """Seconds to wait, from what the UI thread spent since the last call."""
+        cpu = self._cpu_clock()
+        spent, self._last_cpu = cpu - self._last_cpu, cpu
+        return min(self.slowest, max(self.fastest, spent / self.share))
 
 
 def run_generation(model: Any, tokenizer: Any, prompt: str, settings: GenerationSettings,

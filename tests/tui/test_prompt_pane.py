@@ -13,7 +13,7 @@ from tui_gpt.app import TuiGptApp
 from tui_gpt.model_catalog import ModelChoice
 from tui_gpt.screens.confirm import ConfirmScreen
 from tui_gpt.screens.model_picker import ModelPicker
-from tui_gpt.transcripts import TranscriptStore
+from tui_gpt.transcripts import Exchange, TokenRecord, TranscriptStore
 from tui_gpt.widgets.exchange_view import ExchangeView
 from tui_gpt.widgets.prompt_pane import PromptPane
 from tui_gpt.widgets.token_inspector import TokenInspector
@@ -268,3 +268,23 @@ async def test_a_corrupt_checkpoint_is_reported_and_the_model_kept(data_dir, tmp
         await pilot.pause()
         pane = app.query_one(PromptPane)
         assert pane.loaded.choice == ModelChoice("fresh", "gpt-nano") and pane.pending_choice is None
+
+
+async def test_a_streaming_completion_grows_a_few_lines_at_a_time(data_dir):
+    """Each growth lays out and scrolls the whole transcript, so it makes room ahead."""
+    app = TuiGptApp(data_dir)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_until_ready(pilot, app)
+        view = await app.query_one("#transcript").add_exchange(Exchange("Hi", "a model", {}))
+        await pilot.pause()
+        heights = []
+        for _ in range(40):  # 40 words of 11 characters: several lines at 80 columns
+            view.add_tokens([TokenRecord(1, " abcdefghij", 0.5)])
+            await pilot.pause()
+            heights.append(view.size.height)
+        needed = view.get_content_height(view.size, app.size, view.content_region.width)
+        assert needed >= 6 and view.size.height > needed  # room left for what comes next
+        assert len(set(heights)) < needed // 2  # grew in steps, not one line per line
+        view.finish(stopped=False, error=None)
+        await pilot.pause()
+        assert view.size.height == view.get_content_height(view.size, app.size, view.content_region.width)

@@ -15,7 +15,7 @@ from textual.color import Color
 from engine.events import EvalDone, MetricsWriter, RunEnded, RunStarted, SampleGenerated, StepDone
 from engine.model import GPTModel
 from engine.tokenizer import get_tokenizer
-from tui_gpt.generation_job import GenerationSettings, TokenBuffer, run_generation
+from tui_gpt.generation_job import DrainPacer, GenerationSettings, TokenBuffer, run_generation
 from tui_gpt.model_catalog import ModelChoice
 from tui_gpt.run_watch import MetricsFollower, RunHistory
 from tui_gpt.training_process import TrainingRequest, launch, request_stop, resume_command, train_command
@@ -142,6 +142,20 @@ def test_buffer_hands_tokens_over_between_threads():
         taken += len(buffer.take()[0])
     taken += len(buffer.take()[0])
     assert taken == 2000
+
+
+def test_drain_pacer_keeps_the_ui_threads_share_of_the_cpu_near_its_budget():
+    cpu = [0.0]
+    pacer = DrainPacer(share=0.05, fastest=1 / 60, slowest=0.25, cpu_clock=lambda: cpu[0])
+
+    def after_spending(seconds: float) -> float:
+        cpu[0] += seconds
+        return pacer.next_delay()
+
+    assert after_spending(0.0001) == 1 / 60  # cheap updates: as often as a 60 Hz screen
+    assert after_spending(0.005) == pytest.approx(0.1)  # 5 ms per update: every 100 ms, 5% of the time
+    assert after_spending(0.050) == 0.25  # costly ones: never fewer than 4 updates a second
+    assert after_spending(0.0) == 1 / 60  # measured afresh each time
 
 
 def test_train_command_passes_only_what_was_set(tmp_path):

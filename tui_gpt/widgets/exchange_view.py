@@ -17,6 +17,10 @@ from .steady_update import update_steady
 
 # Probabilities are coloured on a log scale: 1 in 1000 or less is the coldest colour.
 _LOWEST_LOG_PROB = -3.0
+# While a completion streams in, its view grows this many lines at a time: each
+# growth lays out and scrolls the whole transcript, which costs far more than
+# drawing the new tokens.
+_GROWTH_LINES = 8
 
 
 def probability_colour(prob: float, low: Color, high: Color) -> Color:
@@ -53,6 +57,7 @@ class ExchangeView(Static):
 
     def finish(self, stopped: bool, error: str | None) -> None:
         self.exchange.stopped, self.exchange.error, self.streaming = stopped, error, False
+        self.styles.min_height = None  # back to the text's own height
         self.show()
 
     def select(self, index: int | None) -> None:
@@ -71,7 +76,18 @@ class ExchangeView(Static):
         self.show()
 
     def show(self) -> None:
-        update_steady(self, self._render_text())
+        text = self._render_text()
+        if self.streaming and self.size:
+            self._grow_to_fit(text)
+        else:
+            update_steady(self, text)
+
+    def _grow_to_fit(self, text: Text) -> None:
+        """Show streaming `text`, making room for it `_GROWTH_LINES` lines at a time."""
+        self.update(text, layout=False)
+        needed = self.get_content_height(self.size, self.app.size, self.content_region.width)
+        if needed > self.content_region.height:
+            self.styles.min_height = needed + _GROWTH_LINES  # lays out the transcript once
 
     def _render_text(self) -> Text:
         text = Text(self.exchange.prompt, style="bold")

@@ -1,8 +1,9 @@
 """The prompt pane: a transcript, a prompt, the settings, and completions streaming in.
 
 Generation runs in a worker thread that fills a TokenBuffer; a timer drains
-the buffer at most 60 times a second into the streaming exchange, so the
-screen is redrawn per batch of tokens, never per token.
+the buffer into the streaming exchange at most 60 times a second, less often
+when drawing costs the generation too much CPU (DrainPacer), so the screen is
+redrawn per batch of tokens, never per token.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from textual.worker import get_current_worker
 from .. import bindings
 from ..engine_session import EngineSession
 from ..failures import describe_error
-from ..generation_job import GenerationSettings, TokenBuffer, run_generation
+from ..generation_job import DrainPacer, GenerationSettings, TokenBuffer, run_generation
 from ..messages import ModelLoaded, ModelLoadFailed, ModelStatus
 from ..model_catalog import DEFAULT_CHOICE, LoadedModel, ModelChoice, available_choices, load_choice
 from ..screens.confirm import ConfirmScreen
@@ -33,7 +34,6 @@ from .prompt_input import PromptInput
 from .token_inspector import TokenInspector
 from .transcript_view import TranscriptView
 
-FLUSH_INTERVAL = 1 / 60  # seconds between screen updates while tokens stream in
 SHOWN_EXCHANGES = 100  # older exchanges stay in the file, not on screen
 
 
@@ -50,6 +50,7 @@ class PromptPane(Vertical):
         self._buffer: TokenBuffer | None = None
         self._streaming_view: ExchangeView | None = None
         self._flush_timer: Timer | None = None
+        self._pacer: DrainPacer | None = None
         self._started = 0.0
 
     def compose(self) -> ComposeResult:
@@ -178,9 +179,10 @@ class PromptPane(Vertical):
         self.prompt_input.clear()
         self._buffer = TokenBuffer()
         self._started = time.perf_counter()
-        self.generating = True
         self.transcript.streaming = True
-        self._flush_timer = self.set_interval(FLUSH_INTERVAL, self._flush)
+        self.generating = True
+        self._pacer = DrainPacer()
+        self._flush_timer = self.set_timer(self._pacer.next_delay(), self._flush)
         self._generate(self.loaded.model, message.text, settings, self._buffer)
 
     def _why_not_generate(self) -> str | None:
@@ -203,6 +205,8 @@ class PromptPane(Vertical):
             self._streaming_view.add_tokens(tokens)
         if done:
             self._finish(stopped=False, error=error)
+        else:
+            self._flush_timer = self.set_timer(self._pacer.next_delay(), self._flush)
 
     def action_stop(self) -> None:
         """Stop now: the screen keeps what arrived; the worker leaves before its next token."""
@@ -217,8 +221,8 @@ class PromptPane(Vertical):
         view = self._streaming_view
         view.exchange.seconds = time.perf_counter() - self._started
         view.finish(stopped, error)
-        self.generating = False
         self.transcript.streaming = False
+        self.generating = False
         if error:
             self.notify(error, title="Generation failed", severity="error", timeout=10)
         try:

@@ -13,6 +13,8 @@ from textual.widgets import Static
 
 
 def update_steady(widget: Static, content: VisualType) -> None:
+    if content == widget.content:
+        return  # a poll that found nothing new: not even a repaint
     if not widget.size:  # never laid out yet
         widget.update(content)
         return

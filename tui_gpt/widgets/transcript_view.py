@@ -21,7 +21,9 @@ class TranscriptView(VerticalScroll, can_focus=True):
     BINDINGS = bindings.TRANSCRIPT
 
     colours: reactive[bool] = reactive(False)
-    streaming: reactive[bool] = reactive(False, bindings=True)
+    # Set by the prompt pane just before its own `generating`, whose change refreshes
+    # the screen's key bindings (this view's too): one footer rebuild, not two.
+    streaming: reactive[bool] = reactive(False)
 
     class TokenSelected(Message):
         """The inspector's cursor moved (token is None: nothing to inspect)."""
