@@ -288,3 +288,27 @@ async def test_a_streaming_completion_grows_a_few_lines_at_a_time(data_dir):
         view.finish(stopped=False, error=None)
         await pilot.pause()
         assert view.size.height == view.get_content_height(view.size, app.size, view.content_region.width)
+
+
+async def test_the_end_of_a_generation_shows_without_waiting_for_the_next_paced_update(data_dir, monkeypatch):
+    from tui_gpt import generation_job
+    from tui_gpt.widgets import prompt_pane
+
+    # A pacer that would wait a minute between updates: only the worker's end can finish the exchange.
+    monkeypatch.setattr(generation_job.DrainPacer, "next_delay", lambda self: 60.0)
+    go = threading.Event()
+    original = prompt_pane.run_generation
+    monkeypatch.setattr(prompt_pane, "run_generation", lambda *args: (go.wait(10), original(*args)))
+    app = TuiGptApp(data_dir)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_until_ready(pilot, app)
+        set_setting(app, "max_new_tokens", "5")
+        await put_prompt(pilot, "Hello")
+        await pilot.press("enter")
+        pane = app.query_one(PromptPane)
+        await pilot.pause()
+        assert pane.generating and not app.query_one("#prompt-input").cursor_blink  # steady while streaming
+        go.set()
+        await wait_for(pilot, lambda: not pane.generating, timeout=20, what="the end of the generation")
+        assert len(views(app)[-1].exchange.tokens) == 5
+        assert app.query_one("#prompt-input").cursor_blink

@@ -17,7 +17,7 @@ from textual.events import DescendantFocus
 from textual.reactive import reactive
 from textual.timer import Timer
 from textual.widgets import ContentSwitcher
-from textual.worker import get_current_worker
+from textual.worker import Worker, WorkerState, get_current_worker
 
 from .. import bindings
 from ..engine_session import EngineSession
@@ -51,6 +51,7 @@ class PromptPane(Vertical):
         self._streaming_view: ExchangeView | None = None
         self._flush_timer: Timer | None = None
         self._pacer: DrainPacer | None = None
+        self._worker: Worker | None = None
         self._started = 0.0
 
     def compose(self) -> ComposeResult:
@@ -181,9 +182,12 @@ class PromptPane(Vertical):
         self._started = time.perf_counter()
         self.transcript.streaming = True
         self.generating = True
+        # A blinking cursor redraws the prompt twice a second, and each redraw of the
+        # screen costs the generation CPU time: the cursor stays lit until the end.
+        self.prompt_input.cursor_blink = False
         self._pacer = DrainPacer()
         self._flush_timer = self.set_timer(self._pacer.next_delay(), self._flush)
-        self._generate(self.loaded.model, message.text, settings, self._buffer)
+        self._worker = self._generate(self.loaded.model, message.text, settings, self._buffer)
 
     def _why_not_generate(self) -> str | None:
         if self.session is None:
@@ -208,6 +212,13 @@ class PromptPane(Vertical):
         else:
             self._flush_timer = self.set_timer(self._pacer.next_delay(), self._flush)
 
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        # The generation's thread has ended: show how without waiting for the next paced update.
+        if event.worker is self._worker and event.state in (WorkerState.SUCCESS, WorkerState.ERROR) \
+                and self.generating:
+            self._flush_timer.stop()
+            self._flush()
+
     def action_stop(self) -> None:
         """Stop now: the screen keeps what arrived; the worker leaves before its next token."""
         self._buffer.request_stop()
@@ -223,6 +234,7 @@ class PromptPane(Vertical):
         view.finish(stopped, error)
         self.transcript.streaming = False
         self.generating = False
+        self.prompt_input.cursor_blink = True
         if error:
             self.notify(error, title="Generation failed", severity="error", timeout=10)
         try:
