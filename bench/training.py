@@ -43,7 +43,7 @@ class TrainingContender:
 
 def engine_optimizer(model: torch.nn.Module, device: torch.device) -> torch.optim.Optimizer:
     """AdamW fused on the CPU as on CUDA, as engine/trainer.py makes it: torch's default on
-    the CPU is a per-tensor loop, about 9 times slower a step for the 124M model."""
+    the CPU is a per-tensor loop, 3 to 9 times slower a step for the 124M model (BENCHMARKS.md)."""
     return torch.optim.AdamW(model.parameters(), lr=LR, weight_decay=WEIGHT_DECAY, fused=_fused_adamw(device))
 
 

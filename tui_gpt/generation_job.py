@@ -91,7 +91,7 @@ class DrainPacer:
     """
 
     def __init__(self, share: float = 0.04, fastest: float = 1 / 60, slowest: float = 0.25,
-                 cpu_clock=time.thread_time) -> None:
+                 cpu_clock: Callable[[], float] = time.thread_time) -> None:
         self.share, self.fastest, self.slowest = share, fastest, slowest
         self._cpu_clock = cpu_clock  # read on the UI thread: its own CPU time
         self._last_cpu = cpu_clock()
