@@ -4,7 +4,7 @@ The stream case drives the real app headless (Textual's `run_test`): the
 prompt is typed, Enter is pressed, and the clock stops when the completion is
 complete in the transcript. The headless peer runs `engine.generation.stream`
 on the same model, in a thread of the same process while the app idles, as
-the app's worker does. The first-frame case starts `python -m tui_gpt` on a
+the app's worker does; the two take turns going first. The first-frame case starts `python -m tui_gpt` on a
 pseudo-terminal and stops the clock at the first visible character it draws.
 """
 
@@ -93,18 +93,30 @@ async def _measure_stream(data_dir: Path, preset: str, prompt: str, repeats: int
         # event loop (and the GIL) from the very work being timed.
         finished = asyncio.Event()
         pane.watch(pane, "generating", lambda generating: None if generating else finished.set(), init=False)
-        for round_index in range(warmup + repeats):
+        async def through_the_app() -> float:
             await pilot.press(*[_key(char) for char in prompt])
             finished.clear()
             start = time.perf_counter()
             await pilot.press("enter")
             await asyncio.wait_for(finished.wait(), timeout=600)
-            tui = time.perf_counter() - start
-            shown = [token.token_id for token in app.query(ExchangeView).last().exchange.tokens]
+            return time.perf_counter() - start
 
+        async def headless_stream(new_tokens: int) -> tuple[float, list[int]]:
             start = time.perf_counter()
-            streamed = await asyncio.to_thread(_headless_ids, model, tokenizer, prompt, len(shown))
-            headless = time.perf_counter() - start
+            ids = await asyncio.to_thread(_headless_ids, model, tokenizer, prompt, new_tokens)
+            return time.perf_counter() - start, ids
+
+        for round_index in range(warmup + repeats):
+            # The order alternates, as in the other cases: whichever runs second may find
+            # the machine warmer or busier.
+            if round_index % 2 == 0:
+                tui = await through_the_app()
+                shown = [token.token_id for token in app.query(ExchangeView).last().exchange.tokens]
+                headless, streamed = await headless_stream(len(shown))
+            else:
+                headless, streamed = await headless_stream(len(shown))
+                tui = await through_the_app()
+                shown = [token.token_id for token in app.query(ExchangeView).last().exchange.tokens]
             if round_index >= warmup:
                 tui_seconds.append(tui)
                 headless_seconds.append(headless)
