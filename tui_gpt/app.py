@@ -8,6 +8,7 @@ the work of prompting, training and plotting lives in the panes.
 
 from __future__ import annotations
 
+import gc
 import json
 from functools import partial
 from pathlib import Path
@@ -112,6 +113,11 @@ class TuiGptApp(App):
             pane.engine_ready(session)
         self._poll()
         self.set_interval(POLL_INTERVAL, self._poll)
+        # torch and the engine are loaded: several hundred thousand objects that live as
+        # long as the app. Frozen, they are left out of the garbage collector's full
+        # passes, which otherwise stall the screen (and a generation) for a tenth of a
+        # second now and then.
+        gc.freeze()
 
     def on_engine_failed(self, message: EngineFailed) -> None:
         if not self.is_running:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import json
 
 import pytest
@@ -80,3 +81,11 @@ async def test_an_engine_that_fails_to_load_is_reported_not_a_crash(data_dir, mo
         app.query_one("#prompt-input").text = "still here"
         await pilot.press("enter")
         assert app.query_one("#prompt-input").text == "still here"
+
+
+async def test_objects_alive_once_the_engine_is_loaded_are_frozen_out_of_full_collections(data_dir):
+    gc.unfreeze()  # whatever an earlier app in this process froze
+    app = TuiGptApp(data_dir)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_until_ready(pilot, app)
+        assert gc.get_freeze_count() > 100_000  # torch, the engine and the app's widgets
