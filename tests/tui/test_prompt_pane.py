@@ -41,6 +41,13 @@ async def put_prompt(pilot, text: str = PROMPT) -> None:
     await pilot.pause()
 
 
+async def generate(pilot, text: str = PROMPT) -> None:
+    """Paste `text`, press Enter and wait until the completion has ended."""
+    await put_prompt(pilot, text)
+    await pilot.press("enter")
+    await wait_for(pilot, lambda: not pilot.app.query_one(PromptPane).generating, what="the completion")
+
+
 def views(app: TuiGptApp) -> list[ExchangeView]:
     return app.query_one("#transcript").views
 
@@ -113,9 +120,7 @@ async def test_transcript_is_kept_per_model_and_survives_a_restart(data_dir):
     async with app.run_test(size=(80, 24)) as pilot:
         await wait_until_ready(pilot, app)
         set_setting(app, "max_new_tokens", "5")
-        await put_prompt(pilot, "First")
-        await pilot.press("enter")
-        await wait_for(pilot, lambda: not app.query_one(PromptPane).generating)
+        await generate(pilot, "First")
         first = views(app)[-1].exchange.completion
         # Another model has its own (empty) transcript.
         app.query_one(PromptPane).load_model(ModelChoice("fresh", "gpt-micro"))
@@ -143,9 +148,7 @@ async def test_same_settings_and_seed_give_the_same_sampled_text(data_dir):
                             "seed": "7"}.items():
             set_setting(app, name, value)
         for _ in range(2):
-            await put_prompt(pilot)
-            await pilot.press("enter")
-            await wait_for(pilot, lambda: not app.query_one(PromptPane).generating)
+            await generate(pilot)
         first, second = (v.exchange for v in views(app))
         assert first.completion == second.completion
         assert first.settings == {"max_new_tokens": 12, "temperature": 1.5, "top_k": 50, "top_p": 0.9, "seed": 7}
@@ -200,9 +203,7 @@ async def test_token_inspector_moves_over_tokens_and_shows_alternatives(data_dir
     async with app.run_test(size=(80, 24)) as pilot:
         await wait_until_ready(pilot, app)
         set_setting(app, "max_new_tokens", "6")
-        await put_prompt(pilot)
-        await pilot.press("enter")
-        await wait_for(pilot, lambda: not app.query_one(PromptPane).generating)
+        await generate(pilot)
         exchange = views(app)[-1].exchange
         await pilot.press("ctrl+t")
         assert app.focused.id == "transcript"
@@ -228,9 +229,7 @@ async def test_clearing_the_transcript_asks_first(data_dir):
     async with app.run_test(size=(80, 24)) as pilot:
         await wait_until_ready(pilot, app)
         set_setting(app, "max_new_tokens", "3")
-        await put_prompt(pilot)
-        await pilot.press("enter")
-        await wait_for(pilot, lambda: not app.query_one(PromptPane).generating)
+        await generate(pilot)
         await pilot.press("ctrl+t", "x")
         assert isinstance(app.screen, ConfirmScreen)
         await pilot.press("n")
