@@ -11,8 +11,8 @@ from typing import Sequence
 
 import torch
 
-from engine.allocator import keep_freed_memory
-from engine.config import GPTConfig
+from engine.fast.allocator import keep_freed_memory
+from engine.model.config import GPTConfig
 
 from .cases import Settings
 from .harness import case_table, run_benchmark
@@ -42,7 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--no-peers", action="store_true", help="time the engine alone (no textbook, no transformers)")
     parser.add_argument("--default-allocator", action="store_true",
                         help="leave glibc's allocator as it is, as a process that does not call "
-                             "engine.allocator runs (default: keep freed memory, as `tui-gpt train` does)")
+                             "engine.fast.allocator runs (default: keep freed memory, as `tui-gpt train` does)")
     parser.add_argument("--output", type=Path, metavar="FILE", help="also write the report to FILE")
     return parser
 

@@ -13,10 +13,10 @@ from typing import Callable
 
 import torch
 
-from engine.config import PRESETS, GPTConfig
-from engine.device import autocast_dtype
-from engine.model import GPTModel
-from engine.tokenizer import get_tokenizer
+from engine.model.config import PRESETS, GPTConfig
+from engine.training.device import autocast_dtype
+from engine.model.gpt import GPTModel
+from engine.model.tokenizer import get_tokenizer
 
 from .decoding import decoding_contenders, top1_agreement, weight_bytes_per_token
 from .machine import Workload, gpu_peak_flops, matmul_workload, memory_read_workload

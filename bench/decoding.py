@@ -15,10 +15,10 @@ from typing import Callable
 
 import torch
 
-from engine.decoding_weights import decoding_copy
-from engine.generation import generate, stream
-from engine.model import GPTModel
-from engine.tokenizer import get_tokenizer
+from engine.fast.decoding_weights import decoding_copy
+from engine.model.generation import generate, stream
+from engine.model.gpt import GPTModel
+from engine.model.tokenizer import get_tokenizer
 
 from .textbook import TextbookGPT, textbook_generate_text_simple
 from .transformers_peer import to_transformers, transformers_generate

@@ -7,7 +7,7 @@ import gc
 from typing import Callable
 
 
-from engine.config import PRESETS, GPTConfig
+from engine.model.config import PRESETS, GPTConfig
 
 from .cases import Settings, decode_case, first_token_case, train_case
 from .machine import LoadMonitor, describe_machine, gpu_peak_flops
@@ -67,7 +67,7 @@ def run_benchmark(settings: Settings, names: list[str], memory_kept: bool = Fals
         "",
         f"- Machine: {machine.describe()}",
         f"- Device: {settings.device}, dtype: {precision}",
-        "- Allocator: " + ("glibc keeps freed memory in the process (engine.allocator, as `tui-gpt train` runs), "
+        "- Allocator: " + ("glibc keeps freed memory in the process (engine.fast.allocator, as `tui-gpt train` runs), "
                            "for every contender" if memory_kept else "the C library's defaults, for every contender"),
         f"- Load average (1 min) during the run: {load.describe()}",
         f"- Medians of {settings.repeats} timed runs (decoding: {settings.decode_repeats}) after "

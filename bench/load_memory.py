@@ -48,7 +48,7 @@ def measure(kind: str, path: str, dtype: str | None) -> dict:
     import torch
 
     import engine  # noqa: F401  (part of the baseline, as an application would have it loaded)
-    from engine.pretrained import load_book_state_dict, load_gpt2
+    from engine.weights.pretrained import load_book_state_dict, load_gpt2
 
     baseline = rss_bytes("VmRSS")
     if kind == "hf":
@@ -67,8 +67,8 @@ def write_weights(folder: Path, size: str) -> None:
     import torch
     from transformers import GPT2Config, GPT2LMHeadModel
 
-    from engine.config import get_preset
-    from engine.pretrained import GPT2_SIZES, load_gpt2
+    from engine.model.config import get_preset
+    from engine.weights.pretrained import GPT2_SIZES, load_gpt2
 
     cfg = get_preset(GPT2_SIZES[size].preset)
     torch.manual_seed(0)

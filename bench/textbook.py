@@ -4,7 +4,7 @@ This is the speed the book's code reaches: separate query/key/value products,
 a registered causal mask applied with `masked_fill` before a softmax,
 hand-written LayerNorm and GELU, and a generation loop that runs the whole
 window through the model for every new token and computes logits for every
-position. Parameter names and creation order match `engine.model.GPTModel`,
+position. Parameter names and creation order match `engine.model.gpt.GPTModel`,
 so one state dict loads into either.
 """
 
@@ -15,7 +15,7 @@ import math
 import torch
 import torch.nn as nn
 
-from engine.config import GPTConfig
+from engine.model.config import GPTConfig
 
 
 class TextbookLayerNorm(nn.Module):

@@ -5,7 +5,7 @@ an AdamW step (lr 4e-4, weight decay 0.1), from the same initial weights for
 every contender; the output head is untied from the token embedding in all of
 them, as in the book. Each contender runs as its own code would:
 
-- engine: GPTModel, `engine.loss.calc_loss_batch`, fused AdamW
+- engine: GPTModel, `engine.training.loss.calc_loss_batch`, fused AdamW
   (`engine_optimizer`), under bf16 autocast on a GPU.
 - textbook: the book's model and its `torch.optim.AdamW(model.parameters(), ...)`,
   in fp32, as the book runs it.
@@ -22,9 +22,9 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
-from engine.device import autocast
-from engine.loss import calc_loss_batch
-from engine.model import GPTModel
+from engine.training.device import autocast
+from engine.training.loss import calc_loss_batch
+from engine.model.gpt import GPTModel
 
 from .textbook import TextbookGPT
 from .transformers_peer import to_transformers

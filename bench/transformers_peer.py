@@ -13,7 +13,7 @@ import importlib.util
 
 import torch
 
-from engine.model import GPTModel
+from engine.model.gpt import GPTModel
 
 
 def transformers_available() -> bool:

@@ -2,7 +2,7 @@
 
 The stream case drives the real app headless (Textual's `run_test`): the
 prompt is typed, Enter is pressed, and the clock stops when the completion is
-complete in the transcript. The headless peer runs `engine.generation.stream`
+complete in the transcript. The headless peer runs `engine.model.generation.stream`
 on the same model, in a thread of the same process while the app idles, as
 the app's worker does; the two take turns going first. The first-frame case starts `python -m tui_gpt` on a
 pseudo-terminal and stops the clock at the first visible character it draws.
@@ -24,8 +24,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from engine.generation import stream
-from engine.tokenizer import END_OF_TEXT_ID
+from engine.model.generation import stream
+from engine.model.tokenizer import END_OF_TEXT_ID
 
 from .report import CaseResult, Check, Row, Target
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from engine.config import GPTConfig
+from engine.model.config import GPTConfig
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 VERDICT_PATH = SHARED_DATA / "the-verdict.txt"

@@ -1,4 +1,4 @@
-"""engine.allocator: freed memory stays in the process, so reusing it costs no page faults."""
+"""engine.fast.allocator: freed memory stays in the process, so reusing it costs no page faults."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import pytest
 # later rounds (the first ones fault the heap's pages in, whatever the allocator does).
 PROGRAM = """
 import resource, sys, torch
-from engine.allocator import keep_freed_memory
+from engine.fast.allocator import keep_freed_memory
 kept = keep_freed_memory() if sys.argv[1] == "keep" else None
 def faults():
     return resource.getrusage(resource.RUSAGE_SELF).ru_minflt

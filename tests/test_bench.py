@@ -16,11 +16,11 @@ from bench.report import CaseResult, Row, Target, render_markdown
 from bench.timing import time_alternating
 from bench.training import training_contenders, training_flops_per_token
 from bench.tui import first_frame_case, tui_stream_case
-from engine.config import PRESETS, GPTConfig
-from engine.decoding_weights import CoreSplitLinear, Int8Linear, decoding_copy
+from engine.model.config import PRESETS, GPTConfig
+from engine.fast.decoding_weights import CoreSplitLinear, Int8Linear, decoding_copy
 from engine.errors import ConfigError
-from engine.generation import generate
-from engine.model import GPTModel, meta_model
+from engine.model.generation import generate
+from engine.model.gpt import GPTModel, meta_model
 
 PROMPT = torch.tensor([[15496, 11, 314, 716]])  # "Hello, I am"
 

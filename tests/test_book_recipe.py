@@ -6,9 +6,9 @@ import pytest
 import torch
 
 from engine import GPTModel, calc_loss_loader, create_dataloader_v1
-from engine.events import EvalDone, read_events
-from engine.train_config import get_recipe
-from engine.trainer import train_run
+from engine.runs.events import EvalDone, read_events
+from engine.training.settings import get_recipe
+from engine.training.trainer import train_run
 
 
 def test_initial_losses_match_the_book(verdict_text):
@@ -27,7 +27,7 @@ def test_initial_losses_match_the_book(verdict_text):
 
 
 def _book_config(recipe):
-    from engine.config import get_preset
+    from engine.model.config import get_preset
 
     return get_preset(recipe.preset).with_overrides(**recipe.model_overrides)
 

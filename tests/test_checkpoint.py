@@ -19,30 +19,23 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-import engine.checkpoint as checkpoint
-from engine.checkpoint import (
-    best_checkpoint,
-    latest_checkpoint,
-    list_checkpoints,
-    load_checkpoint,
-    load_latest_valid,
-    load_model,
-    save_checkpoint,
-    state_to_tensors,
-    tensors_to_state,
-)
-from engine.config import GPTConfig
+import engine.weights.tensor_files as tensor_files
+from engine.runs.checkpoints import best_checkpoint, latest_checkpoint, list_checkpoints
+from engine.training.checkpointing import load_checkpoint, load_latest_valid, save_checkpoint
+from engine.weights.checkpoint import load_model
+from engine.training.state_codec import state_to_tensors, tensors_to_state
+from engine.model.config import GPTConfig
 from engine.errors import CheckpointError
-from engine.model import GPTModel
+from engine.model.gpt import GPTModel
 
 REPO = Path(__file__).resolve().parents[1]
 
 # Saves checkpoints of a ~40 MB state in a loop (weights all equal to the step) until killed.
 SAVER = """
 import sys, torch
-from engine.checkpoint import save_checkpoint
-from engine.config import GPTConfig
-from engine.model import GPTModel
+from engine.training.checkpointing import save_checkpoint
+from engine.model.config import GPTConfig
+from engine.model.gpt import GPTModel
 model = GPTModel(GPTConfig(context_length=32, emb_dim=64, n_heads=2, n_layers=1, drop_rate=0.0))
 moments = {"exp_avg": torch.zeros(4_000_000)}
 step = 0
@@ -249,7 +242,7 @@ def fail_safetensors(monkeypatch):
         Path(filename).write_bytes(b"partial")
         raise SafetensorError("Error while serializing: I/O error: No space left on device (os error 28)")
 
-    monkeypatch.setattr(checkpoint, "save_file", full)
+    monkeypatch.setattr(tensor_files, "save_file", full)
 
 
 @pytest.mark.parametrize("fail", [fail_fsync, fail_safetensors])

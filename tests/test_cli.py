@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from engine.events import CheckpointSaved, EvalDone, RunEnded, RunStarted, SampleGenerated, StepDone
+from engine.runs.events import CheckpointSaved, EvalDone, RunEnded, RunStarted, SampleGenerated, StepDone
 from tui_gpt import cli, commands
 from tui_gpt.cli import main
 from tui_gpt.commands import human_size
@@ -120,7 +120,7 @@ def test_bad_options_fail_with_one_line(data_dir, capsys, args, expected):
 
 
 def test_missing_corpus_fails_with_one_line(data_dir, tmp_path, capsys):
-    pytest.importorskip("engine.trainer")
+    pytest.importorskip("engine.training.trainer")
     missing = tmp_path / "no-such-corpus.txt"
     assert main(["train", "--corpus", str(missing), *TINY_TRAIN]) == 2
     err = capsys.readouterr().err
@@ -143,7 +143,7 @@ def test_generate_from_a_missing_source_fails_with_one_line(data_dir, capsys, so
 
 
 def test_unwritable_data_dir_fails_with_one_line(tmp_path, corpus, capsys):
-    pytest.importorskip("engine.trainer")
+    pytest.importorskip("engine.training.trainer")
     blocker = tmp_path / "a-file"
     blocker.write_text("not a folder")
     # A data dir below a regular file cannot be created, even by root.
@@ -180,7 +180,7 @@ def test_a_broken_engine_import_still_ends_in_one_line(data_dir, capsys, monkeyp
         raise ModuleNotFoundError("No module named 'torch'")
 
     monkeypatch.setattr(commands, "list_runs", torch_missing)
-    monkeypatch.setitem(sys.modules, "engine.runs", None)  # importing it now fails too
+    monkeypatch.setitem(sys.modules, "engine.runs.store", None)  # importing it now fails too
     monkeypatch.setattr("tempfile.tempdir", str(tmp_path))
     assert main(["runs"]) == 1
     err = capsys.readouterr().err
@@ -190,10 +190,10 @@ def test_a_broken_engine_import_still_ends_in_one_line(data_dir, capsys, monkeyp
 
 
 def test_exit_codes_match_the_engine():
-    import engine.signals
+    import engine.training.signals
 
     for name in ("EXIT_FINISHED", "EXIT_FAILED", "EXIT_BAD_INPUT", "EXIT_STOPPED", "EXIT_ABORTED"):
-        assert getattr(cli, name) == getattr(engine.signals, name), name
+        assert getattr(cli, name) == getattr(engine.training.signals, name), name
 
 
 def test_out_of_memory_suggests_smaller_settings(data_dir, capsys, monkeypatch):
@@ -242,9 +242,9 @@ def test_generate_reads_the_prompt_from_stdin_when_piped(data_dir):
 
 
 def test_ctrl_c_during_generation_keeps_the_text(data_dir, capsys, monkeypatch):
-    import engine.generation
+    import engine.model.generation
 
-    real_stream = engine.generation.stream
+    real_stream = engine.model.generation.stream
 
     def interrupted_stream(*args, **kwargs):
         for token in real_stream(*args, **kwargs):
@@ -252,7 +252,7 @@ def test_ctrl_c_during_generation_keeps_the_text(data_dir, capsys, monkeypatch):
                 raise KeyboardInterrupt
             yield token
 
-    monkeypatch.setattr(engine.generation, "stream", interrupted_stream)
+    monkeypatch.setattr(engine.model.generation, "stream", interrupted_stream)
     assert main(["generate", "--model", "gpt-nano", "--prompt", "Hello", "--max-new-tokens", "10",
                  "--seed", "3"]) == 0
     out = capsys.readouterr().out
@@ -289,7 +289,7 @@ class FakeTerminal(io.StringIO):
 
 
 def test_train_then_list_then_generate_then_delete(data_dir, corpus, capsys, monkeypatch):
-    pytest.importorskip("engine.trainer")
+    pytest.importorskip("engine.training.trainer")
     assert main(["train", "--corpus", str(corpus), "--run", "tiny", *TINY_TRAIN]) == 0
     out = capsys.readouterr().out
     assert "\r" not in out  # not a terminal: plain lines
@@ -324,15 +324,15 @@ def test_train_then_list_then_generate_then_delete(data_dir, corpus, capsys, mon
 
 
 def test_stop_request_saves_and_resume_finishes(data_dir, corpus, capsys, monkeypatch):
-    pytest.importorskip("engine.trainer")
-    import engine.signals
+    pytest.importorskip("engine.training.trainer")
+    import engine.training.signals
 
-    class StopAtOnce(engine.signals.GracefulStop):
+    class StopAtOnce(engine.training.signals.GracefulStop):
         def install(self):
             self.requested = True  # as if Ctrl-C came during the first step
             return self
 
-    monkeypatch.setattr(engine.signals, "GracefulStop", StopAtOnce)
+    monkeypatch.setattr(engine.training.signals, "GracefulStop", StopAtOnce)
     assert main(["train", "--corpus", str(corpus), "--run", "halted", *TINY_TRAIN]) == 3
     out = capsys.readouterr().out
     assert "run halted stopped at step 1" in out

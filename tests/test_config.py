@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from engine.config import PRESETS, GPTConfig, as_config, get_preset
+from engine.model.config import PRESETS, GPTConfig, as_config, get_preset
 from engine.errors import ConfigError, TuiGptError
-from engine.model import GPTModel
+from engine.model.gpt import GPTModel
 
 # The book's GPT_CONFIG_124M, written the way chapter 4 writes it.
 BOOK_GPT_CONFIG_124M = {

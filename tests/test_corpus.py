@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from engine import corpus as corpus_module
-from engine.corpus import DEMO_NAME, FINGERPRINT_VERSION, load_corpus, require_tokens
+from engine.data import corpus as corpus_module
+from engine.data.corpus import DEMO_NAME, FINGERPRINT_VERSION, load_corpus, require_tokens
 from engine.errors import CorpusError, TuiGptError
 
 SEP = "<|endoftext|>"

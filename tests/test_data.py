@@ -7,8 +7,8 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
-from engine.data import GPTDatasetV1, TokenWindowDataset, create_dataloader_v1, split_train_val
-from engine.tokenizer import END_OF_TEXT, get_tokenizer
+from engine.data.windows import GPTDatasetV1, TokenWindowDataset, create_dataloader_v1, split_train_val
+from engine.model.tokenizer import END_OF_TEXT, get_tokenizer
 
 
 @pytest.fixture

@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from engine.config import GPTConfig
-from engine.generation import filter_logits, generate, stream
-from engine.model import GPTModel
-from engine.tokenizer import END_OF_TEXT_ID, get_tokenizer
+from engine.model.config import GPTConfig
+from engine.model.generation import filter_logits, generate, stream
+from engine.model.gpt import GPTModel
+from engine.model.tokenizer import END_OF_TEXT_ID, get_tokenizer
 
 # The next-token logits of the book's toy vocabulary (chapter 5.3).
 BOOK_TOY_LOGITS = torch.tensor([4.51, 0.89, -1.90, 6.75, 1.63, -1.62, -1.89, 6.28, 1.79])

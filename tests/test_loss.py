@@ -8,8 +8,8 @@ import pytest
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
-from engine.loss import calc_loss_batch, calc_loss_loader, perplexity
-from engine.model import GPTModel
+from engine.training.loss import calc_loss_batch, calc_loss_loader, perplexity
+from engine.model.gpt import GPTModel
 
 
 class FixedLogits(torch.nn.Module):

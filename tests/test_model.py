@@ -9,10 +9,10 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from engine.config import PRESETS, GPTConfig
-from engine.generation import generate_text_simple
-from engine.model import GPTModel, KVCache, explicit_attention
-from engine.tokenizer import get_tokenizer, text_to_token_ids, token_ids_to_text
+from engine.model.config import PRESETS, GPTConfig
+from engine.model.generation import generate_text_simple
+from engine.model.gpt import GPTModel, KVCache, explicit_attention
+from engine.model.tokenizer import get_tokenizer, text_to_token_ids, token_ids_to_text
 
 # ---------------------------------------------------------------------------
 # A reference implementation of the book's chapter 4 architecture, kept

@@ -17,12 +17,12 @@ import torch
 import transformers
 from safetensors.torch import load_file, save_file
 
-from engine import hf_cache
-from engine.config import GPTConfig
+from engine.weights import hf_cache
+from engine.model.config import GPTConfig
 from engine.errors import CheckpointError
-from engine.generation import generate
-from engine.model import GPTModel
-from engine.pretrained import (
+from engine.model.generation import generate
+from engine.model.gpt import GPTModel
+from engine.weights.pretrained import (
     available_gpt2_models,
     load_any_model,
     load_book_state_dict,
@@ -429,7 +429,7 @@ def test_any_model_presets_and_unknown_names():
 
 
 def test_any_model_defers_tui_gpt_checkpoints(tiny_config, tmp_path, monkeypatch):
-    import engine.checkpoint
+    import engine.weights.checkpoint
 
     seen = []
 
@@ -437,7 +437,7 @@ def test_any_model_defers_tui_gpt_checkpoints(tiny_config, tmp_path, monkeypatch
         seen.append(Path(path))
         return GPTModel(tiny_config), ["a note"]
 
-    monkeypatch.setattr(engine.checkpoint, "load_model", fake_load_model)
+    monkeypatch.setattr(engine.weights.checkpoint, "load_model", fake_load_model)
     step = tmp_path / "step-00000120"
     step.mkdir()
     save_file(GPTModel(tiny_config).state_dict(), step / "model.safetensors")

@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from engine.generation import generate
-from engine.pretrained import load_gpt2
-from engine.runs import RunStore
-from engine.tokenizer import get_tokenizer, text_to_token_ids, token_ids_to_text
+from engine.model.generation import generate
+from engine.weights.pretrained import load_gpt2
+from engine.runs.store import RunStore
+from engine.model.tokenizer import get_tokenizer, text_to_token_ids, token_ids_to_text
 from tui_gpt.cli import main
 
 REPO = Path(__file__).resolve().parents[1]

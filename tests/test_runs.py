@@ -14,18 +14,18 @@ from pathlib import Path
 import platformdirs
 import pytest
 
-from engine.atomic import DiskFullError, atomic_write_json
+from engine.runs.atomic import DiskFullError, atomic_write_json
 from engine.errors import RunError, TuiGptError
-from engine.events import EvalDone, MetricsWriter, RunStarted, StepDone
-from engine.model import GPTModel
-from engine.runs import RunStore, default_data_dir, validate_run_name
+from engine.runs.events import EvalDone, MetricsWriter, RunStarted, StepDone
+from engine.model.gpt import GPTModel
+from engine.runs.store import RunStore, default_data_dir, validate_run_name
 
 REPO = Path(__file__).resolve().parents[1]
 
 # Holds the lock of run argv[2] in data dir argv[1] until killed, saying "running" like a trainer.
 HOLDER = """
 import sys, time
-from engine.runs import RunStore
+from engine.runs.store import RunStore
 run = RunStore(sys.argv[1]).open(sys.argv[2])
 with run.lock():
     run.write_status("running", step=7, message="training")

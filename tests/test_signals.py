@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from engine.checkpoint import latest_checkpoint
-from engine.events import StepDone, read_events
-from engine.runs import RunStore
+from engine.runs.checkpoints import latest_checkpoint
+from engine.runs.events import StepDone, read_events
+from engine.runs.store import RunStore
 
 REPO = Path(__file__).resolve().parents[1]
 EXIT_STOPPED, EXIT_ABORTED = 3, 130

@@ -7,13 +7,13 @@ import json
 import numpy as np
 import pytest
 
-from engine import corpus as corpus_module
-from engine import token_cache
-from engine.corpus import load_corpus
-from engine.data import split_train_val
+from engine.data import corpus as corpus_module
+from engine.data import token_cache
+from engine.data.corpus import load_corpus
+from engine.data.windows import split_train_val
 from engine.errors import CorpusError
-from engine.token_cache import _token_safe_cut, load_token_splits
-from engine.tokenizer import END_OF_TEXT, get_tokenizer
+from engine.data.token_cache import _token_safe_cut, load_token_splits
+from engine.model.tokenizer import END_OF_TEXT, get_tokenizer
 
 
 def _book_tokens(text: str, train_ratio: float = 0.9) -> tuple[list[int], list[int]]:

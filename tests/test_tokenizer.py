@@ -12,9 +12,9 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-import engine.tokenizer as tokenizer_module
+import engine.model.tokenizer as tokenizer_module
 from engine.errors import TuiGptError
-from engine.tokenizer import END_OF_TEXT_ID, RANKS_FILE, get_tokenizer, text_to_token_ids, token_ids_to_text
+from engine.model.tokenizer import END_OF_TEXT_ID, RANKS_FILE, get_tokenizer, text_to_token_ids, token_ids_to_text
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 GENUINE_RANKS = (REPO_ROOT / "engine" / "resources" / RANKS_FILE).read_bytes()
@@ -77,7 +77,7 @@ def test_tokenizer_works_in_a_fresh_process_without_network_or_tiktoken_cache(tm
     )
     script = (
         "import tiktoken\n"
-        "from engine.tokenizer import get_tokenizer\n"
+        "from engine.model.tokenizer import get_tokenizer\n"
         # tiktoken's own loader needs the network here: that shows the network is really cut.
         "try:\n"
         "    tiktoken.get_encoding('gpt2')\n"

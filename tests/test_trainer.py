@@ -12,12 +12,14 @@ from pathlib import Path
 import pytest
 import torch
 
-from engine.checkpoint import latest_checkpoint, load_checkpoint
+from engine.runs.checkpoints import latest_checkpoint
+
+from engine.training.checkpointing import load_checkpoint
 from engine.errors import CorpusError
-from engine.events import CheckpointSaved, EvalDone, RunEnded, RunStarted, SampleGenerated, StepDone, read_events
-from engine.runs import RunStore
-from engine.train_config import TrainConfig
-from engine.trainer import train_run
+from engine.runs.events import CheckpointSaved, EvalDone, RunEnded, RunStarted, SampleGenerated, StepDone, read_events
+from engine.runs.store import RunStore
+from engine.training.settings import TrainConfig
+from engine.training.trainer import train_run
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -61,7 +63,7 @@ def test_run_records_events_status_and_checkpoint(corpus, data_dir):
 
 def _resume_script(data_dir: Path, run: str) -> str:
     return textwrap.dedent(f"""
-        from engine.trainer import train_run
+        from engine.training.trainer import train_run
         outcome = train_run(run_name={run!r}, data_dir={str(data_dir)!r}, resume=True)
         print(outcome.state, outcome.step)
     """)
@@ -100,7 +102,7 @@ def test_bad_corpus_fails_before_any_run_folder(tmp_path, data_dir):
 
 
 def test_non_finite_loss_stops_before_the_update(corpus, data_dir, monkeypatch):
-    import engine.training_loop as loop
+    import engine.training.loop as loop
 
     real = loop.calc_loss_batch
     calls = []
@@ -122,7 +124,7 @@ def test_non_finite_loss_stops_before_the_update(corpus, data_dir, monkeypatch):
 
 
 def test_out_of_memory_ends_the_run_with_a_hint(corpus, data_dir, monkeypatch):
-    import engine.training_loop as loop
+    import engine.training.loop as loop
 
     def out_of_memory(*args):
         raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
@@ -138,9 +140,9 @@ def test_torchrun_two_gloo_ranks_train_and_resume(corpus, tmp_path):
     script = tmp_path / "ddp_train.py"
     script.write_text(textwrap.dedent(f"""
         import os, sys
-        from engine.train_config import TrainConfig
-        from engine.events import StepDone
-        from engine.trainer import train_run
+        from engine.training.settings import TrainConfig
+        from engine.runs.events import StepDone
+        from engine.training.trainer import train_run
         resume = sys.argv[1] == "resume"
         config = TrainConfig(preset="gpt-nano", model_overrides={{"context_length": 32}}, corpus={str(corpus)!r},
                              batch_size=2, max_steps=6, stride=32, eval_freq=2, eval_iter=1, sample_tokens=2,

@@ -2,7 +2,7 @@
 
 Stored as `<data_dir>/app-state.json`. A missing or damaged file means
 defaults; failing to write it only costs the memory, never the session.
-Used only once the engine is loaded (it writes through engine.atomic).
+Used only once the engine is loaded (it writes through engine.runs.atomic).
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ class AppState:
 
     def set(self, key: str, value: Any) -> None:
         """Remember `value` (JSON-serialisable) and write the file at once."""
-        from engine.atomic import atomic_write_json
+        from engine.runs.atomic import atomic_write_json
 
         self._values[key] = value
         try:

@@ -19,7 +19,7 @@ from typing import Sequence
 
 import tui_gpt
 
-# Exit statuses, the same as engine.signals': this module cannot import that before
+# Exit statuses, the same as engine.training.signals': this module cannot import that before
 # torch (engine's package imports it), and must report errors even when torch is broken.
 EXIT_FINISHED, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_STOPPED, EXIT_ABORTED = 0, 1, 2, 3, 130
 
@@ -213,7 +213,7 @@ def _write_crash_log(exc: Exception, args: argparse.Namespace) -> Path | None:
               f"{shlex.join(sys.argv)}\n{''.join(traceback.format_exception(exc))}\n")
     candidates: list[Path] = []
     try:
-        from engine.runs import default_data_dir
+        from engine.runs.store import default_data_dir
 
         candidates.append(default_data_dir(getattr(args, "data_dir", None)) / "logs" / "internal-errors.log")
     except Exception:

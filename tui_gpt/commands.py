@@ -28,7 +28,7 @@ def _explicit_data_dir(args: argparse.Namespace) -> Path | None:
 
 
 def _run_store(args: argparse.Namespace):
-    from engine.runs import RunStore
+    from engine.runs.store import RunStore
 
     return RunStore(_explicit_data_dir(args))
 
@@ -47,9 +47,9 @@ def train(args: argparse.Namespace) -> int:
     store = _run_store(args)
     config = _train_config(args, store)  # bad options fail here, before the trainer's heavier imports
 
-    from engine.allocator import keep_freed_memory
-    from engine.signals import GracefulStop
-    from engine.trainer import train_run
+    from engine.fast.allocator import keep_freed_memory
+    from engine.training.signals import GracefulStop
+    from engine.training.trainer import train_run
 
     from .progress import TrainingProgress
 
@@ -87,7 +87,7 @@ def train(args: argparse.Namespace) -> int:
 def _train_config(args: argparse.Namespace, store):
     """The recipe (or the defaults), or the resumed run's stored settings, with the given options on top."""
     from engine.errors import ConfigError
-    from engine.train_config import TrainConfig, get_recipe
+    from engine.training.settings import TrainConfig, get_recipe
 
     overrides: dict[str, Any] = {field: getattr(args, field) for field in TRAIN_FIELDS if hasattr(args, field)}
     if args.resume:
@@ -108,7 +108,7 @@ def _train_config(args: argparse.Namespace, store):
 
 def _announcing_run_folder(progress, store) -> Callable[[Any], None]:
     """Print where the run lives as soon as the trainer says which run it is."""
-    from engine.events import RunStarted
+    from engine.runs.events import RunStarted
 
     def on_event(event) -> None:
         if isinstance(event, RunStarted):
@@ -214,10 +214,10 @@ def human_size(size: int) -> str:
 
 
 def generate(args: argparse.Namespace) -> int:
-    from engine.decoding_weights import prompting_model
-    from engine.device import resolve_device
-    from engine.generation import stream
-    from engine.tokenizer import END_OF_TEXT_ID, get_tokenizer
+    from engine.fast.decoding_weights import prompting_model
+    from engine.training.device import resolve_device
+    from engine.model.generation import stream
+    from engine.model.tokenizer import END_OF_TEXT_ID, get_tokenizer
 
     _check_sampling_options(args)
     prompt = _read_prompt(args)
@@ -273,9 +273,11 @@ def _read_prompt(args: argparse.Namespace) -> str:
 def _load_model_to_generate(args: argparse.Namespace, device):
     import torch
 
-    from engine.checkpoint import best_checkpoint, latest_checkpoint, load_model
+    from engine.runs.checkpoints import best_checkpoint, latest_checkpoint
+
+    from engine.weights.checkpoint import load_model
     from engine.errors import CheckpointError
-    from engine.pretrained import load_any_model
+    from engine.weights.pretrained import load_any_model
 
     if args.model is not None:
         if args.seed is not None:

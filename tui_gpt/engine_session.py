@@ -18,28 +18,28 @@ from .transcripts import TranscriptStore
 @dataclass
 class EngineSession:
     data_dir: Path
-    store: Any  # engine.runs.RunStore
+    store: Any  # engine.runs.store.RunStore
     tokenizer: Any  # tiktoken.Encoding
     device: str  # where prompted models run: "cuda", "mps" or "cpu"
     transcripts: TranscriptStore
     state: AppState
-    presets: dict[str, Any]  # name -> engine.config.GPTConfig
-    recipes: dict[str, Any]  # name -> engine.train_config.TrainConfig
-    train_defaults: Any  # engine.train_config.TrainConfig with its default values
+    presets: dict[str, Any]  # name -> engine.model.config.GPTConfig
+    recipes: dict[str, Any]  # name -> engine.training.settings.TrainConfig
+    train_defaults: Any  # engine.training.settings.TrainConfig with its default values
 
 
 def load_engine(explicit_data_dir: Path | None) -> EngineSession:
     """Import the engine and open the data dir (slow: call it off the UI thread)."""
-    from engine.config import PRESETS
-    from engine.device import resolve_device
-    from engine.runs import RunStore, default_data_dir
-    from engine.tokenizer import get_tokenizer
-    from engine.train_config import RECIPES, TrainConfig
+    from engine.model.config import PRESETS
+    from engine.training.device import resolve_device
+    from engine.runs.store import RunStore, default_data_dir
+    from engine.model.tokenizer import get_tokenizer
+    from engine.training.settings import RECIPES, TrainConfig
 
     # Imported here so that the first generation or model load does not pay for them.
-    import engine.checkpoint  # noqa: F401
-    import engine.generation  # noqa: F401
-    import engine.pretrained  # noqa: F401
+    import engine.weights.checkpoint  # noqa: F401
+    import engine.model.generation  # noqa: F401
+    import engine.weights.pretrained  # noqa: F401
 
     data_dir = default_data_dir(explicit_data_dir)
     return EngineSession(

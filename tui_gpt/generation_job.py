@@ -106,8 +106,8 @@ class DrainPacer:
 def run_generation(model: Any, tokenizer: Any, prompt: str, settings: GenerationSettings,
                    buffer: TokenBuffer, cancelled: Callable[[], bool]) -> None:
     """Stream tokens into `buffer` until done, stopped, cancelled or failed (the worker's body)."""
-    from engine.generation import stream
-    from engine.tokenizer import END_OF_TEXT_ID
+    from engine.model.generation import stream
+    from engine.model.tokenizer import END_OF_TEXT_ID
 
     try:
         tokens = stream(

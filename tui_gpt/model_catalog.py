@@ -58,7 +58,7 @@ DEFAULT_CHOICE = ModelChoice("fresh", "gpt-nano")
 @dataclass
 class LoadedModel:
     choice: ModelChoice
-    model: Any  # engine.model.GPTModel, in eval mode
+    model: Any  # engine.model.gpt.GPTModel, in eval mode
     description: str  # e.g. "run nano-1 at step 120 (val loss 5.12)"
     notes: list[str]
 
@@ -68,8 +68,8 @@ def available_choices(runs: list[Any]) -> list[ModelChoice]:
 
     `runs` is the run store's list of summaries (newest first).
     """
-    from engine.config import PRESETS
-    from engine.pretrained import available_gpt2_models
+    from engine.model.config import PRESETS
+    from engine.weights.pretrained import available_gpt2_models
 
     choices: list[ModelChoice] = []
     for run in runs:
@@ -86,10 +86,12 @@ def load_choice(choice: ModelChoice, runs_dir: Path, device: str) -> LoadedModel
     """Load a model; TuiGptError (or OSError, torch's out-of-memory) when it cannot be."""
     import torch
 
-    from engine.checkpoint import best_checkpoint, latest_checkpoint, load_model
-    from engine.decoding_weights import prompting_model
+    from engine.runs.checkpoints import best_checkpoint, latest_checkpoint
+
+    from engine.weights.checkpoint import load_model
+    from engine.fast.decoding_weights import prompting_model
     from engine.errors import CheckpointError
-    from engine.pretrained import load_any_model
+    from engine.weights.pretrained import load_any_model
 
     if choice.kind == "run":
         find = best_checkpoint if choice.checkpoint == "best" else latest_checkpoint

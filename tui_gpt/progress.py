@@ -13,7 +13,7 @@ import shutil
 import time
 from typing import Callable, TextIO
 
-from engine.events import CheckpointSaved, EvalDone, Event, RunEnded, RunStarted, SampleGenerated, StepDone
+from engine.runs.events import CheckpointSaved, EvalDone, Event, RunEnded, RunStarted, SampleGenerated, StepDone
 
 _CLEAR_LINE = "\r\x1b[K"
 _BAR_WIDTH = 20

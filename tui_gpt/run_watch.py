@@ -94,7 +94,7 @@ class MetricsFollower:
         self._readers: dict[str, Any] = {}
 
     def read_new(self, names: Iterable[str]) -> dict[str, list[Any]]:
-        from engine.events import MetricsReader
+        from engine.runs.events import MetricsReader
 
         new: dict[str, list[Any]] = {}
         names = set(names)

@@ -9,11 +9,11 @@ from typing import Callable
 
 import torch
 
-from engine.checkpoint import save_checkpoint
-from engine.config import GPTConfig
-from engine.events import EvalDone, MetricsWriter, RunEnded, RunStarted, SampleGenerated, StepDone
-from engine.model import GPTModel
-from engine.runs import RunStore
+from engine.training.checkpointing import save_checkpoint
+from engine.model.config import GPTConfig
+from engine.runs.events import EvalDone, MetricsWriter, RunEnded, RunStarted, SampleGenerated, StepDone
+from engine.model.gpt import GPTModel
+from engine.runs.store import RunStore
 from tui_gpt.app import TuiGptApp
 
 TINY = GPTConfig(context_length=32, emb_dim=32, n_heads=2, n_layers=2, drop_rate=0.0)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from engine.runs import RunStore
+from engine.runs.store import RunStore
 from tui_gpt.app import TuiGptApp
 from tui_gpt.model_catalog import ModelChoice
 from tui_gpt.screens.confirm import ConfirmScreen

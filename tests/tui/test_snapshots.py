@@ -25,7 +25,7 @@ def scene(data_dir, monkeypatch):
 
     monkeypatch.setenv("TZ", "UTC")
     time.tzset()
-    monkeypatch.setattr("engine.device.resolve_device", lambda name="auto": torch.device("cpu"))
+    monkeypatch.setattr("engine.training.device.resolve_device", lambda name="auto": torch.device("cpu"))
     make_run(data_dir, "nano-verdict", evals=4, state="finished")
     make_run(data_dir, "nano-lr-high", evals=3, state="stopped", seed=3)
     alternatives = {" the": 0.31, " a": 0.12, " to": 0.08, " and": 0.05, " of": 0.04}

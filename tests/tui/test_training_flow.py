@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-pytest.importorskip("engine.trainer")
+pytest.importorskip("engine.training.trainer")
 
-from engine.checkpoint import latest_checkpoint  # noqa: E402
-from engine.runs import RunStore  # noqa: E402
+from engine.runs.checkpoints import latest_checkpoint  # noqa: E402
+from engine.runs.store import RunStore  # noqa: E402
 from textual.widgets import Input  # noqa: E402
 from tui_gpt.app import TuiGptApp  # noqa: E402
 from tui_gpt.screens.quit_while_training import QuitWhileTrainingScreen  # noqa: E402

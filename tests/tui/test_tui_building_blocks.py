@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 from textual.color import Color
 
-from engine.events import EvalDone, MetricsWriter, RunEnded, RunStarted, SampleGenerated, StepDone
-from engine.model import GPTModel
-from engine.tokenizer import get_tokenizer
+from engine.runs.events import EvalDone, MetricsWriter, RunEnded, RunStarted, SampleGenerated, StepDone
+from engine.model.gpt import GPTModel
+from engine.model.tokenizer import get_tokenizer
 from tui_gpt.generation_job import DrainPacer, GenerationSettings, TokenBuffer, run_generation
 from tui_gpt.model_catalog import ModelChoice
 from tui_gpt.run_watch import MetricsFollower, RunHistory

@@ -172,7 +172,7 @@ class TrainPane(Horizontal):
         self._launch(request.run, train_command(self.session.data_dir, request), "Starting")
 
     def _run_name(self, typed: str) -> str:
-        from engine.runs import validate_run_name
+        from engine.runs.store import validate_run_name
 
         store = self.session.store
         if not typed:

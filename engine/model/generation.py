@@ -14,7 +14,7 @@ from typing import Callable, Iterator
 
 import torch
 
-from .model import GPTModel, KVCache
+from engine.model.gpt import GPTModel, KVCache
 
 
 class _Decoder:

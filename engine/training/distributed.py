@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
-from .device import resolve_device
+from engine.training.device import resolve_device
 
 
 @dataclass(frozen=True)

@@ -25,8 +25,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .errors import ConfigError
-from .model import GPTModel
+from engine.errors import ConfigError
+from engine.model.gpt import GPTModel
 
 DECODING_WEIGHTS = ("fp32", "bf16", "int8")
 # The int8 kernel is made for a few rows (decoding); a long prompt is multiplied

@@ -4,7 +4,7 @@
         model.safetensors   the model's weights (a tied output head is stored once, as tok_emb.weight)
         model.json          the GPTConfig, plus "format"
         state.safetensors   tensors of the training state (optimizer moments, RNG states)
-        state.json          the rest of the training state, as JSON (see engine.state_codec)
+        state.json          the rest of the training state, as JSON (see engine.training.state_codec)
         COMPLETE            manifest: step, val_loss and each file's size and SHA-256
     <run>/checkpoints/best.json   {"step", "val_loss", "path"}: the lowest val_loss kept
 
@@ -32,11 +32,11 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from .atomic import WriteError, atomic_write_json, fsync_dir, is_out_of_space
-from .config import GPTConfig
-from .errors import CheckpointError, ConfigError
-from .model import GPTModel, meta_model
-from .state_codec import state_to_tensors, tensors_to_state
+from engine.runs.atomic import WriteError, atomic_write_json, fsync_dir, is_out_of_space
+from engine.model.config import GPTConfig
+from engine.errors import CheckpointError, ConfigError
+from engine.model.gpt import GPTModel, meta_model
+from engine.training.state_codec import state_to_tensors, tensors_to_state
 
 __all__ = [
     "CheckpointInfo", "LoadedCheckpoint", "save_checkpoint", "load_checkpoint", "load_latest_valid",

@@ -1,10 +1,10 @@
 """The run store: one folder per training run under <data_dir>/runs/.
 
     <data_dir>/runs/<name>/config.json    what the run trains: {"name", "created", "model", "train", "corpus"}
-    <data_dir>/runs/<name>/metrics.jsonl  events, one per line (engine.events)
+    <data_dir>/runs/<name>/metrics.jsonl  events, one per line (engine.runs.events)
     <data_dir>/runs/<name>/status.json    {"state", "pid", "step", "updated", "message"}
     <data_dir>/runs/<name>/train.log      human-readable log
-    <data_dir>/runs/<name>/checkpoints/   see engine.checkpoint
+    <data_dir>/runs/<name>/checkpoints/   see engine.runs.checkpoints
     <data_dir>/runs/<name>/.lock          held (flock) by the process training the run
 
 The lock is an OS lock, so it disappears with its process even after `kill -9`;
@@ -26,9 +26,9 @@ from typing import Any, Iterator
 
 import platformdirs
 
-from .atomic import WriteError, atomic_write_json
-from .errors import RunError
-from .run_summary import MetricsSummaries, RunSummary, describe_model, folder_size
+from engine.runs.atomic import WriteError, atomic_write_json
+from engine.errors import RunError
+from engine.runs.summary import MetricsSummaries, RunSummary, describe_model, folder_size
 
 STATES = ("running", "finished", "stopped", "failed")
 MAX_NAME_LENGTH = 100

@@ -25,10 +25,10 @@ from typing import Callable, IO
 
 import numpy as np
 
-from .atomic import DiskFullError, WriteError, atomic_write_json, is_out_of_space
-from .corpus import Corpus
-from .errors import CorpusError
-from .tokenizer import END_OF_TEXT, get_tokenizer
+from engine.runs.atomic import DiskFullError, WriteError, atomic_write_json, is_out_of_space
+from engine.data.corpus import Corpus
+from engine.errors import CorpusError
+from engine.model.tokenizer import END_OF_TEXT, get_tokenizer
 
 CACHE_FORMAT = 1
 TOKEN_DTYPE = np.dtype("<u2")  # GPT-2's 50257 ids fit in 16 bits

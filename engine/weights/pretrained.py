@@ -1,7 +1,7 @@
 """Pretrained weights into GPTModel: OpenAI's GPT-2 in the Hugging Face layout, and the book's .pth files.
 
 Where GPT-2 comes from, in order: a folder or file the user names, the local
-Hugging Face cache, then a download through huggingface_hub (engine.hf_cache).
+Hugging Face cache, then a download through huggingface_hub (engine.weights.hf_cache).
 
 Memory: a model is built on the meta device (no random weights are
 allocated) and then filled with load_state_dict(assign=True). Safetensors are
@@ -27,10 +27,10 @@ from typing import Any, Iterable, Iterator, Mapping
 import torch
 from safetensors import SafetensorError, safe_open
 
-from . import hf_cache
-from .config import PRESETS, GPTConfig, as_config, get_preset
-from .errors import CheckpointError, ConfigError
-from .model import GPTModel, _is_book_mask, meta_model
+from engine.weights import hf_cache
+from engine.model.config import PRESETS, GPTConfig, as_config, get_preset
+from engine.errors import CheckpointError, ConfigError
+from engine.model.gpt import GPTModel, _is_book_mask, meta_model
 
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
@@ -44,7 +44,7 @@ class Gpt2Size:
     name: str  # the name OpenAI released it under, also its legacy hub id
     params: str
     repo_id: str
-    preset: str  # the engine.config preset with the same architecture
+    preset: str  # the engine.model.config preset with the same architecture
     download: str
 
     @property
@@ -438,7 +438,7 @@ def _local_files(path: Path) -> Gpt2Files:
 
 
 def _tui_gpt_checkpoint(path: Path, device) -> tuple[GPTModel, str]:
-    from .checkpoint import load_model  # imported here: checkpoints are a separate concern
+    from engine.weights.checkpoint import load_model  # imported here: checkpoints are a separate concern
 
     model, notes = load_model(path, device=device)
     return model, "; ".join([f"tui-gpt checkpoint {path} ({_millions(model)} parameters)", *notes])

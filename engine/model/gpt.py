@@ -15,7 +15,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.overrides import TorchFunctionMode
 
-from .config import GPTConfig, as_config
+from engine.model.config import GPTConfig, as_config
 
 
 class LayerNorm(nn.Module):

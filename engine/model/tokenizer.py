@@ -14,7 +14,7 @@ from importlib import resources
 import tiktoken
 import torch
 
-from .errors import TuiGptError
+from engine.errors import TuiGptError
 
 RANKS_FILE = "r50k_base.tiktoken"
 RANKS_SHA256 = "306cd27f03c1a714eca7108e03d66b7dc042abe8c258b44c199a7ed9838dd930"

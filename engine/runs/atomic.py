@@ -16,7 +16,7 @@ import secrets
 from pathlib import Path
 from typing import Any
 
-from .errors import TuiGptError
+from engine.errors import TuiGptError
 
 _OUT_OF_SPACE = {errno.ENOSPC, errno.EDQUOT}
 

@@ -17,20 +17,22 @@ from typing import Callable
 import torch
 from torch.utils.data import DataLoader, Sampler, Subset, default_collate
 
-from . import distributed
-from .checkpoint import best_checkpoint, load_latest_valid, save_checkpoint, state_to_tensors, tensors_to_state
-from .config import GPTConfig, get_preset
-from .corpus import load_corpus, require_tokens
-from .data import TokenWindowDataset
-from .device import autocast_dtype
-from .errors import ConfigError, RunError, TuiGptError
-from .events import CheckpointSaved, EvalDone, Event, MetricsWriter, RunEnded, RunStarted, SampleGenerated
-from .model import GPTModel
-from .runs import RunStore
-from .token_cache import load_token_splits
-from .tokenizer import get_tokenizer
-from .train_config import TrainConfig
-from .training_loop import LoopPosition, LoopSettings, NonFiniteLoss, TrainingLoop
+from engine.training import distributed
+from engine.runs.checkpoints import best_checkpoint
+from engine.training.checkpointing import load_latest_valid, save_checkpoint
+from engine.training.state_codec import state_to_tensors, tensors_to_state
+from engine.model.config import GPTConfig, get_preset
+from engine.data.corpus import load_corpus, require_tokens
+from engine.data.windows import TokenWindowDataset
+from engine.training.device import autocast_dtype
+from engine.errors import ConfigError, RunError, TuiGptError
+from engine.runs.events import CheckpointSaved, EvalDone, Event, MetricsWriter, RunEnded, RunStarted, SampleGenerated
+from engine.model.gpt import GPTModel
+from engine.runs.store import RunStore
+from engine.data.token_cache import load_token_splits
+from engine.model.tokenizer import get_tokenizer
+from engine.training.settings import TrainConfig
+from engine.training.loop import LoopPosition, LoopSettings, NonFiniteLoss, TrainingLoop
 
 CHECKPOINT_FORMAT = 1
 
@@ -87,7 +89,7 @@ def _build_model(config: TrainConfig, device: torch.device) -> GPTModel:
     overrides = dict(config.model_overrides)
     if not config.init_from:
         return GPTModel(get_preset(config.preset).with_overrides(**overrides)).to(device)
-    from .pretrained import load_any_model
+    from engine.weights.pretrained import load_any_model
 
     model, _ = load_any_model(config.init_from, device=str(device))
     cfg = model.cfg

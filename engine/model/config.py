@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, fields, replace
 from typing import Any, Mapping
 
-from .errors import ConfigError
+from engine.errors import ConfigError
 
 _SYNONYMS = {"dropout_rate": "drop_rate"}
 
@@ -39,6 +39,16 @@ class GPTConfig:
     @property
     def head_dim(self) -> int:
         return self.emb_dim // self.n_heads
+
+    def num_parameters(self) -> int:
+        """Distinct parameters of the GPTModel this config builds (a tied head counts once), without torch."""
+        e, layers = self.emb_dim, self.n_layers
+        qkv_bias = 3 * e if self.qkv_bias else 0
+        attention = 3 * e * e + qkv_bias + e * e + e  # query, key, value, then the output projection
+        feed_forward = e * 4 * e + 4 * e + 4 * e * e + e
+        norms = 2 * 2 * e
+        head = 0 if self.tie_embeddings else self.vocab_size * e
+        return (self.vocab_size + self.context_length) * e + layers * (attention + feed_forward + norms) + 2 * e + head
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -79,6 +89,13 @@ PRESETS: dict[str, GPTConfig] = {
     "gpt2-large": GPTConfig(emb_dim=1280, n_heads=20, n_layers=36),
     "gpt2-xl": GPTConfig(emb_dim=1600, n_heads=25, n_layers=48),
 }
+
+
+def book_config_dict(preset: str) -> dict[str, Any]:
+    """A preset as the book writes its config dicts (GPT_CONFIG_124M): no tie_embeddings key."""
+    config = get_preset(preset).to_dict()
+    del config["tie_embeddings"]
+    return config
 
 
 def get_preset(name: str) -> GPTConfig:

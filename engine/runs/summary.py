@@ -10,14 +10,12 @@ import os
 import threading
 from dataclasses import dataclass, field
 from datetime import datetime
-from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from .config import GPTConfig
-from .errors import ConfigError
-from .events import EvalDone, Event, MetricsReader, RunStarted, StepDone
-from .model import meta_model
+from engine.model.config import GPTConfig
+from engine.errors import ConfigError
+from engine.runs.events import EvalDone, Event, MetricsReader, RunStarted, StepDone
 
 
 @dataclass(frozen=True)
@@ -95,12 +93,7 @@ def describe_model(config: dict[str, Any]) -> str:
         return "?"
     preset = config.get("preset")
     shape = preset if isinstance(preset, str) else f"{model.n_layers} layers x {model.emb_dim}"
-    return f"{shape}, {_format_count(_parameter_count(model))} params"
-
-
-@lru_cache(maxsize=64)
-def _parameter_count(config: GPTConfig) -> int:
-    return meta_model(config).num_parameters()
+    return f"{shape}, {_format_count(model.num_parameters())} params"
 
 
 def _format_count(n: int) -> str:

@@ -12,7 +12,7 @@ import tiktoken
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from .tokenizer import END_OF_TEXT, get_tokenizer
+from engine.model.tokenizer import END_OF_TEXT, get_tokenizer
 
 
 def _window_starts(n_tokens: int, max_length: int, stride: int) -> range:

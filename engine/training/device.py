@@ -6,7 +6,7 @@ import contextlib
 
 import torch
 
-from .errors import ConfigError
+from engine.errors import ConfigError
 
 
 def resolve_device(name: str = "auto") -> torch.device:

@@ -18,8 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
 
-from .errors import CorpusError
-from .tokenizer import END_OF_TEXT
+from engine.errors import CorpusError
+from engine.model.tokenizer import END_OF_TEXT
 
 DEMO_NAME = "demo (Python docs)"
 DEFAULT_EXTENSIONS = (".txt", ".md")

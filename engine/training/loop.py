@@ -15,12 +15,12 @@ from typing import Callable, Iterable
 
 import torch
 
-from .device import autocast
-from .events import EvalDone, Event, SampleGenerated, StepDone
-from .generation import generate_text_simple
-from .loss import calc_loss_batch, calc_loss_loader, perplexity
-from .schedule import learning_rate
-from .tokenizer import text_to_token_ids, token_ids_to_text
+from engine.training.device import autocast
+from engine.runs.events import EvalDone, Event, SampleGenerated, StepDone
+from engine.model.generation import generate_text_simple
+from engine.training.loss import calc_loss_batch, calc_loss_loader, perplexity
+from engine.training.schedule import learning_rate
+from engine.model.tokenizer import text_to_token_ids, token_ids_to_text
 
 
 @dataclass
