@@ -34,7 +34,7 @@ _ESCAPES = re.compile(rb"\x1b(\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b]*(\x07|\x1b\\)|[P
 
 
 def app_missing() -> str | None:
-    return None if importlib.util.find_spec("tui_gpt.app") is not None else "app missing"
+    return None if importlib.util.find_spec("tui_gpt.app.app") is not None else "app missing"
 
 
 def tui_stream_case(preset: str, new_tokens: int, prompt: str, repeats: int, warmup: int, title: str) -> CaseResult:
@@ -78,8 +78,8 @@ def _write_app_state(data_dir: Path, preset: str, new_tokens: int) -> None:
 
 
 async def _measure_stream(data_dir: Path, preset: str, prompt: str, repeats: int, warmup: int):
-    from tui_gpt.app import TuiGptApp
-    from tui_gpt.widgets.exchange_view import ExchangeView
+    from tui_gpt.app.app import TuiGptApp
+    from tui_gpt.app.panes.prompt.exchange_view import ExchangeView
 
     app = TuiGptApp(data_dir)
     tui_seconds: list[float] = []

@@ -14,10 +14,11 @@ import pytest
 import torch
 
 from engine.runs.events import CheckpointSaved, EvalDone, RunEnded, RunStarted, SampleGenerated, StepDone
-from tui_gpt import cli, commands
-from tui_gpt.cli import main
-from tui_gpt.commands import human_size
-from tui_gpt.progress import TrainingProgress, format_duration
+from tui_gpt.cli import commands
+from tui_gpt.cli import main as cli
+from tui_gpt.cli.main import main
+from tui_gpt.cli.commands import human_size
+from tui_gpt.cli.progress import TrainingProgress, format_duration
 
 REPO = Path(__file__).resolve().parents[1]
 TINY_TRAIN = ["--preset", "gpt-nano", "--context-length", "32", "--batch-size", "2", "--max-steps", "3",
@@ -49,7 +50,7 @@ def corpus(tmp_path, verdict_text) -> Path:
 
 
 def test_importing_the_cli_does_not_import_torch():
-    probe = "import tui_gpt.cli, sys; print('torch' in sys.modules, 'engine' in sys.modules)"
+    probe = "import tui_gpt.cli.main, sys; print('torch' in sys.modules, 'engine' in sys.modules)"
     result = subprocess.run([sys.executable, "-c", probe], cwd=REPO, capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == ["False", "False"]
@@ -92,9 +93,9 @@ def test_generate_into_a_closed_pipe_stops_quietly(data_dir):
 
 def test_no_command_opens_the_app_with_the_data_dir(monkeypatch, tmp_path):
     opened = []
-    fake_app = types.ModuleType("tui_gpt.app")
+    fake_app = types.ModuleType("tui_gpt.app.app")
     fake_app.run_app = lambda data_dir=None: opened.append(data_dir)
-    monkeypatch.setitem(sys.modules, "tui_gpt.app", fake_app)
+    monkeypatch.setitem(sys.modules, "tui_gpt.app.app", fake_app)
     assert main(["--data-dir", str(tmp_path)]) == 0
     assert opened == [tmp_path]
 

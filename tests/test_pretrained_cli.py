@@ -14,7 +14,7 @@ from engine.model.generation import generate
 from engine.weights.pretrained import load_gpt2
 from engine.runs.store import RunStore
 from engine.model.tokenizer import get_tokenizer, text_to_token_ids, token_ids_to_text
-from tui_gpt.cli import main
+from tui_gpt.cli.main import main
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -1,5 +1,5 @@
 """`python -m tui_gpt` is the `tui-gpt` command (also what torchrun runs)."""
 
-from .cli import main
+from tui_gpt.cli.main import main
 
 raise SystemExit(main())

@@ -14,7 +14,7 @@ from engine.model.config import GPTConfig
 from engine.runs.events import EvalDone, MetricsWriter, RunEnded, RunStarted, SampleGenerated, StepDone
 from engine.model.gpt import GPTModel
 from engine.runs.store import RunStore
-from tui_gpt.app import TuiGptApp
+from tui_gpt.app.app import TuiGptApp
 
 TINY = GPTConfig(context_length=32, emb_dim=32, n_heads=2, n_layers=2, drop_rate=0.0)
 # A fixed moment (2025-01-02 03:04 UTC) for files whose times the runs pane shows.

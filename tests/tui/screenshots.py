@@ -16,8 +16,8 @@ import sys
 import tempfile
 from pathlib import Path
 
-from tui_gpt.app import TuiGptApp
-from tui_gpt.model_catalog import ModelChoice
+from tui_gpt.app.app import TuiGptApp
+from tui_gpt.app.services.model_catalog import ModelChoice
 
 from .helpers import wait_for, wait_until_ready
 

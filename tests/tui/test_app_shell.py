@@ -8,8 +8,8 @@ import json
 import pytest
 from textual.widgets import TabbedContent
 
-from tui_gpt import bindings
-from tui_gpt.app import TuiGptApp
+from tui_gpt.app import bindings
+from tui_gpt.app.app import TuiGptApp
 
 from .helpers import make_run, shown_text, wait_for, wait_until_ready
 
@@ -72,7 +72,7 @@ async def test_an_engine_that_fails_to_load_is_reported_not_a_crash(data_dir, mo
     def broken(explicit):
         raise ImportError("No module named 'torch'")
 
-    monkeypatch.setattr("tui_gpt.app.load_engine", broken)
+    monkeypatch.setattr("tui_gpt.app.app.load_engine", broken)
     app = TuiGptApp(data_dir)
     async with app.run_test(size=(80, 24)) as pilot:
         await wait_for(pilot, lambda: app._notifications, what="a notification")

@@ -8,15 +8,15 @@ import threading
 import pytest
 from textual.widgets import Input, OptionList
 
-from tui_gpt import engine_session
-from tui_gpt.app import TuiGptApp
-from tui_gpt.model_catalog import ModelChoice
-from tui_gpt.screens.confirm import ConfirmScreen
-from tui_gpt.screens.model_picker import ModelPicker
-from tui_gpt.transcripts import Exchange, TokenRecord, TranscriptStore
-from tui_gpt.widgets.exchange_view import ExchangeView
-from tui_gpt.widgets.prompt_pane import PromptPane
-from tui_gpt.widgets.token_inspector import TokenInspector
+from tui_gpt.app.services import engine_session
+from tui_gpt.app.app import TuiGptApp
+from tui_gpt.app.services.model_catalog import ModelChoice
+from tui_gpt.app.screens.confirm import ConfirmScreen
+from tui_gpt.app.screens.model_picker import ModelPicker
+from tui_gpt.app.services.transcripts import Exchange, TokenRecord, TranscriptStore
+from tui_gpt.app.panes.prompt.exchange_view import ExchangeView
+from tui_gpt.app.panes.prompt.prompt_pane import PromptPane
+from tui_gpt.app.panes.prompt.token_inspector import TokenInspector
 
 from .helpers import shown_text, wait_for, wait_until_ready
 
@@ -180,7 +180,7 @@ async def test_first_frame_comes_before_the_engine_and_typing_works_meanwhile(da
         release.wait(10)
         return real_load(explicit)
 
-    monkeypatch.setattr("tui_gpt.app.load_engine", slow_load)
+    monkeypatch.setattr("tui_gpt.app.app.load_engine", slow_load)
     app = TuiGptApp(data_dir)
     async with app.run_test(size=(80, 24)) as pilot:
         await pilot.pause()
@@ -290,8 +290,8 @@ async def test_a_streaming_completion_grows_a_few_lines_at_a_time(data_dir):
 
 
 async def test_the_end_of_a_generation_shows_without_waiting_for_the_next_paced_update(data_dir, monkeypatch):
-    from tui_gpt import generation_job
-    from tui_gpt.widgets import prompt_pane
+    from tui_gpt.app.services import generation_job
+    from tui_gpt.app.panes.prompt import prompt_pane
 
     # A pacer that would wait a minute between updates: only the worker's end can finish the exchange.
     monkeypatch.setattr(generation_job.DrainPacer, "next_delay", lambda self: 60.0)

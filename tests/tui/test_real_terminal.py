@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tui_gpt.transcripts import TranscriptStore
+from tui_gpt.app.services.transcripts import TranscriptStore
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from engine.runs.store import RunStore
-from tui_gpt.app import TuiGptApp
-from tui_gpt.model_catalog import ModelChoice
-from tui_gpt.screens.confirm import ConfirmScreen
-from tui_gpt.widgets.prompt_pane import PromptPane
-from tui_gpt.widgets.stats_pane import StatsPane
+from tui_gpt.app.app import TuiGptApp
+from tui_gpt.app.services.model_catalog import ModelChoice
+from tui_gpt.app.screens.confirm import ConfirmScreen
+from tui_gpt.app.panes.prompt.prompt_pane import PromptPane
+from tui_gpt.app.panes.stats.stats_pane import StatsPane
 
 from .helpers import make_run, shown_text, wait_for, wait_until_ready
 

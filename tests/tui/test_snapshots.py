@@ -10,8 +10,8 @@ import time
 
 import pytest
 
-from tui_gpt.app import TuiGptApp
-from tui_gpt.transcripts import Exchange, TokenRecord, TranscriptStore
+from tui_gpt.app.app import TuiGptApp
+from tui_gpt.app.services.transcripts import Exchange, TokenRecord, TranscriptStore
 
 from .helpers import make_run, wait_for, wait_until_ready
 

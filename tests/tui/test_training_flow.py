@@ -14,10 +14,10 @@ pytest.importorskip("engine.training.trainer")
 from engine.runs.checkpoints import latest_checkpoint  # noqa: E402
 from engine.runs.store import RunStore  # noqa: E402
 from textual.widgets import Input  # noqa: E402
-from tui_gpt.app import TuiGptApp  # noqa: E402
-from tui_gpt.screens.quit_while_training import QuitWhileTrainingScreen  # noqa: E402
-from tui_gpt.widgets.stats_pane import StatsPane  # noqa: E402
-from tui_gpt.widgets.train_pane import TrainPane  # noqa: E402
+from tui_gpt.app.app import TuiGptApp  # noqa: E402
+from tui_gpt.app.screens.quit_while_training import QuitWhileTrainingScreen  # noqa: E402
+from tui_gpt.app.panes.stats.stats_pane import StatsPane  # noqa: E402
+from tui_gpt.app.panes.train.train_pane import TrainPane  # noqa: E402
 
 from .helpers import shown_text, wait_for, wait_until_ready  # noqa: E402
 

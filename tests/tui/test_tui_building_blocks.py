@@ -15,14 +15,14 @@ from textual.color import Color
 from engine.runs.events import EvalDone, MetricsWriter, RunEnded, RunStarted, SampleGenerated, StepDone
 from engine.model.gpt import GPTModel
 from engine.model.tokenizer import get_tokenizer
-from tui_gpt.generation_job import DrainPacer, GenerationSettings, TokenBuffer, run_generation
-from tui_gpt.model_catalog import ModelChoice
-from tui_gpt.run_watch import MetricsFollower, RunHistory
-from tui_gpt.training_process import TrainingRequest, launch, request_stop, resume_command, train_command
-from tui_gpt.transcripts import Exchange, TokenRecord, TranscriptStore, safe_key
-from tui_gpt.widgets.exchange_view import probability_colour
-from tui_gpt.widgets.generation_settings import SettingsError, parse_settings
-from tui_gpt.widgets.token_inspector import probability_bar, visible
+from tui_gpt.app.services.generation_job import DrainPacer, GenerationSettings, TokenBuffer, run_generation
+from tui_gpt.app.services.model_catalog import ModelChoice
+from tui_gpt.app.services.run_watch import MetricsFollower, RunHistory
+from tui_gpt.app.services.training_process import TrainingRequest, launch, request_stop, resume_command, train_command
+from tui_gpt.app.services.transcripts import Exchange, TokenRecord, TranscriptStore, safe_key
+from tui_gpt.app.panes.prompt.exchange_view import probability_colour
+from tui_gpt.app.panes.prompt.generation_settings import SettingsError, parse_settings
+from tui_gpt.app.panes.prompt.token_inspector import probability_bar, visible
 
 from .helpers import TINY
 
@@ -30,7 +30,7 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def test_importing_the_app_imports_neither_torch_nor_the_engine():
-    code = "import sys, tui_gpt.app; print(sorted(m for m in sys.modules if m == 'torch' or m.startswith('engine')))"
+    code = "import sys, tui_gpt.app.app; print(sorted(m for m in sys.modules if m == 'torch' or m.startswith('engine')))"
     result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "[]"
 

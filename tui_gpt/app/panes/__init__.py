@@ -1,0 +1,1 @@
+"""One package per pane, each holding the widgets that live in it."""

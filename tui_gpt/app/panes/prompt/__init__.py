@@ -1,0 +1,1 @@
+"""The Prompt pane: prompt input, transcript, exchanges, token inspector, generation settings."""

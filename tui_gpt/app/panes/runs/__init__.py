@@ -1,0 +1,1 @@
+"""The Runs pane: every run in the data dir."""

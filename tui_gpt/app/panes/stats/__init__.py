@@ -1,0 +1,1 @@
+"""The Stats pane: loss and perplexity plots of one or more runs."""

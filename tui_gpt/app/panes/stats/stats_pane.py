@@ -1,0 +1,127 @@
+"""The stats pane: loss and perplexity of the chosen runs, plotted live, with the latest numbers.
+
+Tick runs in the list to overlay them. On a short terminal one plot shows
+at a time (P switches loss and perplexity); on a tall one both do.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.containers import Horizontal, Vertical
+from textual.reactive import reactive
+from textual.widgets import SelectionList, Static
+from textual.widgets.selection_list import Selection
+
+from tui_gpt.app import bindings
+from tui_gpt.app.services.run_watch import RunHistory
+from tui_gpt.app.panes.stats.metric_plot import LEGEND_STYLES, MetricPlot, run_colours
+from tui_gpt.app.panes.train.run_progress import number
+from tui_gpt.app.widgets.steady_update import update_steady
+
+
+def latest_numbers(runs: list[tuple[str, RunHistory | None]]) -> Text:
+    """The newest evaluation of each run, coloured like its lines in the plots."""
+    text = Text()
+    for index, (name, history) in enumerate(runs):
+        train_colour, val_colour = (LEGEND_STYLES[c] for c in run_colours(index))
+        if index:
+            text.append("\n")
+        text.append(f"{name}\n", style="bold")
+        evaluation = history.latest_eval if history else None
+        if evaluation is None:
+            text.append("  no evaluation yet\n", style="dim")
+            continue
+        e = evaluation
+        text.append(f"  step {e.step + 1:,} · {e.tokens_seen:,} tok\n")
+        text.append("  train ", style=train_colour)
+        text.append(f"{number(e.train_loss, '.3f')} ppl {number(e.train_ppl, ',.1f')}\n")
+        text.append("  val   ", style=val_colour)
+        text.append(f"{number(e.val_loss, '.3f')} ppl {number(e.val_ppl, ',.1f')}\n")
+    return text if runs else Text("Tick runs above to plot them.", style="dim")
+
+
+class StatsPane(Horizontal):
+    BINDINGS = bindings.STATS_PANE
+
+    axis: reactive[str] = reactive("step")
+    metric: reactive[str] = reactive("loss")
+
+    def __init__(self, histories: dict[str, RunHistory], *, id: str | None = None) -> None:
+        super().__init__(id=id)
+        self.histories = histories
+        self._names: list[str] = []  # the runs in the list, newest first
+        self._labels: list[str] = []
+        self._drawn: dict[str, int] = {}  # evaluations plotted, per run
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="stats-side"):
+            runs = SelectionList[str](id="stats-runs", compact=True)
+            runs.border_title = "Runs"
+            yield runs
+            yield Static(latest_numbers([]), id="stats-latest")
+        with Vertical(id="stats-plots"):
+            yield MetricPlot("loss", id="plot-loss")
+            yield MetricPlot("ppl", id="plot-ppl")
+
+    def on_mount(self) -> None:
+        self.watch_metric(self.metric)
+
+    def focus_default(self) -> None:
+        self.query_one(SelectionList).focus()
+
+    @property
+    def selected(self) -> list[str]:
+        chosen = set(self.query_one(SelectionList).selected)
+        return [name for name in self._names if name in chosen]
+
+    def runs_updated(self, summaries: list[Any]) -> None:
+        names = [summary.name for summary in summaries]
+        labels = [f"{summary.name} ({summary.state})" for summary in summaries]
+        if labels != self._labels:
+            runs = self.query_one(SelectionList)
+            chosen = set(runs.selected)
+            if not self._names and names:
+                chosen = {names[0]}  # at first, the newest run
+            self._names, self._labels = names, labels
+            runs.clear_options()
+            runs.add_options([Selection(label, name, name in chosen) for label, name in zip(labels, names)])
+            self.redraw()
+        elif self._eval_counts() != self._drawn:
+            self.redraw()  # new evaluations (new steps alone change nothing here)
+
+    def show_run(self, name: str) -> None:
+        """Make sure `name` is among the plotted runs."""
+        runs = self.query_one(SelectionList)
+        if name in self._names:
+            runs.select(name)
+            runs.highlighted = self._names.index(name)
+
+    def on_selection_list_selected_changed(self) -> None:
+        self.redraw()
+
+    def _eval_counts(self) -> dict[str, int]:
+        return {name: len(h.evals) if (h := self.histories.get(name)) else 0 for name in self.selected}
+
+    def redraw(self) -> None:
+        self._drawn = self._eval_counts()
+        runs = [(name, self.histories.get(name)) for name in self.selected]
+        evals = [(name, history.evals if history else []) for name, history in runs]
+        for plot in self.query(MetricPlot):
+            plot.draw(evals, self.axis)
+        update_steady(self.query_one("#stats-latest", Static), latest_numbers(runs))
+
+    def watch_axis(self) -> None:
+        self.redraw()
+
+    def watch_metric(self, metric: str) -> None:
+        self.query_one("#plot-loss").set_class(metric != "loss", "-secondary")
+        self.query_one("#plot-ppl").set_class(metric != "ppl", "-secondary")
+
+    def action_toggle_axis(self) -> None:
+        self.axis = "tokens" if self.axis == "step" else "step"
+
+    def action_toggle_metric(self) -> None:
+        self.metric = "ppl" if self.metric == "loss" else "loss"

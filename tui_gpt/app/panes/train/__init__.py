@@ -1,0 +1,1 @@
+"""The Train pane: the form, the run's progress, the sample timeline."""

@@ -1,0 +1,246 @@
+"""The train pane: set up a run, start, stop and resume it, and follow it as it trains.
+
+Runs are `tui-gpt train` processes (see training_process); this pane learns
+how they go only from the run folders, as polled by the app, so it follows
+runs it did not start (headless, torchrun, an earlier session) the same way.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any
+
+from textual.app import ComposeResult
+from textual.containers import Horizontal, Vertical
+
+from tui_gpt.app import bindings
+from tui_gpt.app.services.engine_session import EngineSession
+from tui_gpt.cli.main import EXIT_BAD_INPUT, EXIT_FINISHED, EXIT_STOPPED
+from tui_gpt.app.services.failures import describe_error
+from tui_gpt.app.messages import TrainingStatus
+from tui_gpt.app.services.run_watch import RunHistory
+from tui_gpt.app.services.training_process import (
+    TrainingProcess,
+    launch,
+    request_stop,
+    resume_command,
+    train_command,
+)
+from tui_gpt.app.panes.train.run_progress import RunProgress
+from tui_gpt.app.panes.train.sample_timeline import SampleTimeline
+from tui_gpt.app.panes.train.train_form import FormError, TrainForm
+
+_RESUMABLE = ("stopped", "failed", "finished")
+
+
+class TrainPane(Horizontal):
+    BINDINGS = bindings.TRAIN_PANE
+
+    def __init__(self, histories: dict[str, RunHistory], *, id: str | None = None) -> None:
+        super().__init__(id=id)
+        self.histories = histories  # shared with the app, which feeds them
+        self.session: EngineSession | None = None
+        self.current_run: str | None = None
+        self._summaries: dict[str, Any] = {}
+        self._processes: dict[str, TrainingProcess] = {}  # runs this session started or resumed
+        self._launched: set[str] = set()
+        self._start_errors: dict[str, str] = {}  # runs whose command exited before training
+        self._looked_for_running = False
+        self._keys: tuple = ()
+
+    def compose(self) -> ComposeResult:
+        yield TrainForm(id="train-form")
+        with Vertical(id="train-right"):
+            yield RunProgress(id="run-progress")
+            yield SampleTimeline(id="sample-timeline")
+
+    def focus_default(self) -> None:
+        self.query_one("#train-corpus").focus()
+
+    def engine_ready(self, session: EngineSession) -> None:
+        self.session = session
+        self.query_one(TrainForm).engine_ready(session.presets, session.recipes, session.train_defaults)
+        self._refresh_keys()
+
+    # -- the state of runs -----------------------------------------------------------------------
+
+    def state_of(self, name: str) -> str:
+        process = self._processes.get(name)
+        summary = self._summaries.get(name)
+        if summary is not None and summary.state == "running":
+            return "running"
+        if process is not None and process.exit_code() is None:
+            return "starting"
+        if name in self._start_errors:
+            return "did not start"
+        return summary.state if summary is not None else "new"
+
+    def is_active(self, name: str | None) -> bool:
+        return name is not None and self.state_of(name) in ("running", "starting")
+
+    def runs_updated(self, summaries: list[Any], changed: set[str]) -> None:
+        """Called by the app after each poll of the run folders."""
+        previous = {name: self.state_of(name) for name in self._summaries}
+        self._summaries = {summary.name: summary for summary in summaries}
+        self._reap_processes()
+        if not self._looked_for_running:
+            self._looked_for_running = True
+            running = [s.name for s in summaries if s.state == "running"]  # newest first
+            if self.current_run is None and running:
+                self.follow(running[0])
+                self.notify(f"Run {running[0]} is training; following it.", title="Training")
+        for name in changed:
+            history = self.histories.get(name)
+            ended = history.ended if history else None
+            if ended is not None and name not in self._launched and previous.get(name) == "running":
+                self.notify(f"Run {name} {ended.state} at step {ended.step}. {ended.message}".strip(),
+                            title="Training", severity="error" if ended.state == "failed" else "information")
+        current = self.current_run
+        if current is not None and (current in changed or previous.get(current) != self.state_of(current)):
+            self._show_current()
+        self._refresh_keys()
+
+    def _reap_processes(self) -> None:
+        for name, process in list(self._processes.items()):
+            code = process.exit_code()
+            if code is None:
+                continue
+            del self._processes[name]
+            self._report_exit(name, code, process.error_line())
+
+    def _report_exit(self, name: str, code: int, error: str) -> None:
+        if code == EXIT_FINISHED:
+            self.notify(f"Run {name} finished.", title="Training")
+        elif code == EXIT_STOPPED:
+            self.notify(f"Run {name} stopped; a checkpoint was saved. Resume it any time.", title="Training")
+        elif code == EXIT_BAD_INPUT:
+            self._start_errors[name] = error or "bad input"
+            self.notify(error or f"Run {name} did not start (exit code {code}).", title="Training",
+                        severity="error", timeout=12)
+        else:
+            self.notify(f"Run {name} failed: {error or f'exit code {code}'}", title="Training", severity="error",
+                        timeout=12)
+        if name == self.current_run:
+            self._show_current()
+
+    def follow(self, name: str) -> None:
+        self.current_run = name
+        self._show_current()
+        self._refresh_keys()
+
+    def _refresh_keys(self) -> None:
+        """Refresh the footer only when a key came or went: each refresh redraws it."""
+        keys = tuple(self.check_action(action, ()) for action in ("start", "stop", "resume"))
+        if keys != self._keys:
+            self._keys = keys
+            self.refresh_bindings()
+
+    def forget(self, name: str) -> None:
+        """The run was deleted."""
+        self._summaries.pop(name, None)
+        if self.current_run == name:
+            self.current_run = None
+            self.query_one(RunProgress).show_nothing()
+            self.query_one(SampleTimeline).show_samples(None, [], [])
+            self.post_message(TrainingStatus(""))
+
+    def _show_current(self) -> None:
+        name = self.current_run
+        if name is None:
+            return
+        state = self.state_of(name)
+        history = self.histories.get(name)
+        progress = self.query_one(RunProgress)
+        if state == "did not start":
+            progress.update(f"{name} · did not start\n{self._start_errors[name]}")
+        else:
+            progress.show_run(name, state, history, self._summaries.get(name))
+        self.query_one(SampleTimeline).show_samples(name, history.samples if history else [],
+                                                    history.evals if history else [])
+        steps = f" · step {history.steps_done}/{history.total_steps}" if history and history.total_steps else ""
+        self.post_message(TrainingStatus(f"{name}: {state}{steps}"))
+
+    # -- actions --------------------------------------------------------------------------------
+
+    def action_start(self) -> None:
+        try:
+            request = self.query_one(TrainForm).read()
+            request = replace(request, run=self._run_name(request.run))
+        except (FormError, ValueError) as exc:  # engine errors (a bad run name) are ValueErrors too
+            self.notify(str(exc), title="Cannot start", severity="error")
+            return
+        self._launch(request.run, train_command(self.session.data_dir, request), "Starting")
+
+    def _run_name(self, typed: str) -> str:
+        from engine.runs.store import validate_run_name
+
+        store = self.session.store
+        if not typed:
+            return store.new_run_name(self.query_one(TrainForm).run_name_prefix())
+        if store.exists(validate_run_name(typed)):
+            raise FormError(f"a run named {typed} already exists: resume it, or choose another name")
+        return typed
+
+    def resume(self, name: str) -> None:
+        if self.is_active(name):
+            self.follow(name)
+            self.notify(f"Run {name} is already training.", title="Training")
+            return
+        self._launch(name, resume_command(self.session.data_dir, name), "Resuming")
+
+    def _launch(self, name: str, command: list[str], verb: str) -> None:
+        try:
+            process = launch(self.session.data_dir, name, command)
+        except OSError as exc:
+            self.notify(f"Cannot start training: {describe_error(exc)}", title="Training", severity="error")
+            return
+        self._processes[name] = process
+        self._launched.add(name)
+        self._start_errors.pop(name, None)
+        self.follow(name)
+        self.notify(f"{verb} run {name}…", title="Training")
+
+    def action_stop(self) -> None:
+        name = self.current_run
+        pid = self.session.store.open(name).is_in_use() if self.session.store.exists(name) else None
+        if (pid is None or pid <= 0) and name in self._processes:
+            pid = self._processes[name].pid  # not training yet: nothing to save
+        try:
+            stopping = pid is not None and request_stop(pid)
+        except OSError as exc:
+            self.notify(f"Cannot stop run {name}: {describe_error(exc)}", title="Training", severity="error")
+            return
+        if stopping:
+            self.notify(f"Stopping run {name} after its current step; a checkpoint is saved.", title="Training")
+        else:
+            self.notify(f"Run {name} is not training.", title="Training")
+
+    def action_resume(self) -> None:
+        self.resume(self.current_run)
+
+    def stop_all(self) -> list[str]:
+        """Ask every run that is training to stop (on quit); the names asked."""
+        asked = []
+        for name, summary in self._summaries.items():
+            if summary.state != "running":
+                continue
+            try:
+                pid = self.session.store.open(name).is_in_use()
+                if pid and request_stop(pid):
+                    asked.append(name)
+            except (OSError, RuntimeError):  # deleted meanwhile (RunError), or not ours to signal
+                continue
+        return asked
+
+    def running_runs(self) -> list[str]:
+        return [name for name in {*self._summaries, *self._processes} if self.is_active(name)]
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "start":
+            return self.session is not None
+        if action == "stop":
+            return self.is_active(self.current_run)
+        if action == "resume":
+            return (self.session is not None and self.current_run is not None
+                    and self.state_of(self.current_run) in _RESUMABLE)
+        return True

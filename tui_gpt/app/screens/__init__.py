@@ -1,0 +1,1 @@
+"""Modal dialogs: confirmations, the model picker, quitting while training."""

@@ -1,0 +1,1 @@
+"""What the panes use off screen: the engine, generation jobs, training processes, run watching, transcripts, state."""

@@ -1,0 +1,55 @@
+"""The engine, loaded in the background: what the panes need once torch is imported.
+
+Importing torch takes over a second, so the app draws its first frame first
+and calls `load_engine` from a worker thread; the panes get the resulting
+`EngineSession` when it is ready.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from tui_gpt.app.services.app_state import AppState
+from tui_gpt.app.services.transcripts import TranscriptStore
+
+
+@dataclass
+class EngineSession:
+    data_dir: Path
+    store: Any  # engine.runs.store.RunStore
+    tokenizer: Any  # tiktoken.Encoding
+    device: str  # where prompted models run: "cuda", "mps" or "cpu"
+    transcripts: TranscriptStore
+    state: AppState
+    presets: dict[str, Any]  # name -> engine.model.config.GPTConfig
+    recipes: dict[str, Any]  # name -> engine.training.settings.TrainConfig
+    train_defaults: Any  # engine.training.settings.TrainConfig with its default values
+
+
+def load_engine(explicit_data_dir: Path | None) -> EngineSession:
+    """Import the engine and open the data dir (slow: call it off the UI thread)."""
+    from engine.model.config import PRESETS
+    from engine.training.device import resolve_device
+    from engine.runs.store import RunStore, default_data_dir
+    from engine.model.tokenizer import get_tokenizer
+    from engine.training.settings import RECIPES, TrainConfig
+
+    # Imported here so that the first generation or model load does not pay for them.
+    import engine.weights.checkpoint  # noqa: F401
+    import engine.model.generation  # noqa: F401
+    import engine.weights.pretrained  # noqa: F401
+
+    data_dir = default_data_dir(explicit_data_dir)
+    return EngineSession(
+        data_dir=data_dir,
+        store=RunStore(data_dir),
+        tokenizer=get_tokenizer(),
+        device=str(resolve_device("auto")),
+        transcripts=TranscriptStore(data_dir / "transcripts"),
+        state=AppState(data_dir).load(),
+        presets=dict(PRESETS),
+        recipes=dict(RECIPES),
+        train_defaults=TrainConfig(),
+    )

@@ -1,1 +1,0 @@
-"""The app's modal screens, one per module."""

@@ -1,1 +1,0 @@
-"""The app's panes and widgets, one per module."""
