@@ -8,8 +8,9 @@ import pytest
 
 from engine.model.config import GPTConfig
 
-SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
-VERDICT_PATH = SHARED_DATA / "the-verdict.txt"
+# Test data lives in the repository (tests/data/NOTICE.md): the tests never read outside it.
+TEST_DATA = Path(__file__).resolve().parent / "data"
+VERDICT_PATH = TEST_DATA / "the-verdict.txt"
 
 
 @pytest.fixture

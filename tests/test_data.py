@@ -115,3 +115,12 @@ def test_split_is_the_books_character_split(verdict_text):
     assert train + val == verdict_text
     train, val = split_train_val("abcdefghij", train_ratio=0.75)
     assert (train, val) == ("abcdefg", "hij")
+
+
+def test_the_verdict_in_the_repository_is_the_books_text(verdict_path):
+    import hashlib
+
+    # tests/data/NOTICE.md records this checksum; every test that trains on the book's text reads this copy.
+    assert hashlib.sha256(verdict_path.read_bytes()).hexdigest() == (
+        "b41e41a68f0398a3154ae69e2e4c0e2694e17fe0d66730536837f1b01935b31f"
+    )

@@ -22,7 +22,7 @@ from tui_gpt.app.services.model_catalog import ModelChoice
 from .helpers import wait_for, wait_until_ready
 
 REPO = Path(__file__).resolve().parents[2]
-VERDICT = REPO.parent / "shared" / "data" / "the-verdict.txt"
+VERDICT = REPO / "tests" / "data" / "the-verdict.txt"
 SIZE = (110, 32)
 
 
