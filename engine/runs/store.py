@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import json
 import os
 import re
 import shutil
@@ -27,11 +26,14 @@ from typing import Any, Iterator
 import platformdirs
 
 from engine.runs.atomic import WriteError, atomic_write_json
+from engine.runs.untrusted_files import is_link, open_regular_for_reading, open_regular_for_writing, read_json
 from engine.errors import RunError
 from engine.runs.summary import MetricsSummaries, RunSummary, describe_model, folder_size
 
 STATES = ("running", "finished", "stopped", "failed")
 MAX_NAME_LENGTH = 100
+# File names hold 255 bytes; the rest is left for the prefixes and suffixes tui-gpt adds to a run's name.
+MAX_NAME_BYTES = 200
 # A trainer starting while a UI probes the lock would otherwise see it as taken.
 _LOCK_RETRY_SECONDS = 0.5
 
@@ -59,6 +61,8 @@ def _name_problem(name: Any) -> str | None:
         return "it must be a non-empty string"
     if len(name) > MAX_NAME_LENGTH:
         return f"it is longer than {MAX_NAME_LENGTH} characters"
+    if len(name.encode("utf-8", "surrogatepass")) > MAX_NAME_BYTES:
+        return f"it takes more than {MAX_NAME_BYTES} bytes as a file name (UTF-8)"
     if "/" in name or "\\" in name:
         return "it must not contain / or \\"
     if name.startswith("."):
@@ -95,8 +99,9 @@ class RunStore:
 
     def _run_dir(self, name: str) -> Path:
         path = self.runs_dir / validate_run_name(name)
-        if path.resolve().parent != self.runs_dir.resolve():
-            raise RunError(f"invalid run name {name!r}: it leads outside {self.runs_dir}")
+        if is_link(path) or path.resolve().parent != self.runs_dir.resolve():
+            # A linked run folder could make tui-gpt write, size or delete outside the data dir.
+            raise RunError(f"run {name} is a link that may lead outside {self.runs_dir}; tui-gpt uses only real run folders")
         return path
 
     def exists(self, name: str) -> bool:
@@ -140,7 +145,8 @@ class RunStore:
     def list(self) -> list[RunSummary]:
         """Every run, most recently updated first."""
         try:
-            entries = [e for e in os.scandir(self.runs_dir) if e.is_dir() and _name_problem(e.name) is None]
+            entries = [e for e in os.scandir(self.runs_dir)
+                       if e.is_dir(follow_symlinks=False) and _name_problem(e.name) is None]
         except FileNotFoundError:
             return []
         summaries = [self._run(e.name, Path(e.path)).summary() for e in entries]
@@ -149,7 +155,7 @@ class RunStore:
     def delete(self, name: str) -> None:
         """Delete a run's folder; RunError if a process is using the run."""
         run = self.open(name)
-        trash = self.runs_dir / f".deleting-{name}-{os.getpid()}"
+        trash = self.runs_dir / f".deleting-{os.getpid()}-{time.monotonic_ns()}"
         with run.lock():  # nobody can start training it while it goes
             try:
                 os.rename(run.dir, trash)
@@ -181,7 +187,7 @@ class Run:
 
     def read_config(self) -> dict[str, Any]:
         try:
-            config = json.loads(self.config_path.read_text(encoding="utf-8"))
+            config = read_json(self.config_path)
         except FileNotFoundError:
             raise RunError(f"run {self.name} has no config.json in {self.dir}") from None
         except (OSError, ValueError) as exc:
@@ -202,10 +208,15 @@ class Run:
     def read_status(self) -> dict[str, Any]:
         """The last status written, or {} if there is none (a run never started)."""
         try:
-            status = json.loads(self.status_path.read_text(encoding="utf-8"))
+            status = read_json(self.status_path)
         except (OSError, ValueError):
             return {}
-        return status if isinstance(status, dict) else {}
+        if not isinstance(status, dict):
+            return {}
+        # Hand-edited or damaged values read as absent, so one bad file cannot break a listing.
+        expected = {"state": str, "pid": int, "step": int, "updated": str, "message": str}
+        return {key: value for key, value in status.items()
+                if key not in expected or (isinstance(value, expected[key]) and not isinstance(value, bool))}
 
     def _write_json(self, path: Path, obj: Any) -> None:
         try:
@@ -220,7 +231,7 @@ class Run:
         The .lock file stays when released: deleting it could let two processes lock different files.
         """
         try:
-            fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+            fd = open_regular_for_writing(self.lock_path, os.O_RDWR | os.O_CREAT)
         except OSError as exc:
             raise RunError(f"cannot lock run {self.name}: {exc.strerror or exc}") from exc
         try:
@@ -238,8 +249,10 @@ class Run:
     def is_in_use(self) -> int | None:
         """The pid of the process holding the lock (-1 if it has not written it yet), or None."""
         try:
-            fd = os.open(self.lock_path, os.O_RDONLY)
+            fd = open_regular_for_reading(self.lock_path)
         except FileNotFoundError:
+            return None
+        except OSError:  # a link or something that is not a file: no trainer of ours holds that
             return None
         try:
             # A shared probe: UIs polling at the same time do not see each other as holders.

@@ -9,6 +9,7 @@ folder, holds the run's lock while it trains, records every event in
 from __future__ import annotations
 
 import contextlib
+import os
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -29,6 +30,7 @@ from engine.errors import ConfigError, RunError, TuiGptError
 from engine.runs.events import CheckpointSaved, EvalDone, Event, MetricsWriter, RunEnded, RunStarted, SampleGenerated
 from engine.model.gpt import GPTModel
 from engine.runs.store import RunStore
+from engine.runs.untrusted_files import open_regular_for_writing
 from engine.data.token_cache import load_token_splits
 from engine.model.tokenizer import get_tokenizer
 from engine.training.settings import TrainConfig
@@ -115,7 +117,10 @@ class _RunLog:
     """train.log: one readable line per evaluation, sample, checkpoint and ending."""
 
     def __init__(self, path: Path | None):
-        self.file = open(path, "a", encoding="utf-8") if path else None
+        self.file = None
+        if path:
+            fd = open_regular_for_writing(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT)
+            self.file = os.fdopen(fd, "a", encoding="utf-8")
 
     def __call__(self, line: str) -> None:
         if self.file:

@@ -260,6 +260,10 @@ def _check_sampling_options(args: argparse.Namespace) -> None:
         raise ConfigError("--best goes with --run NAME")
 
 
+# Far more than any context window holds (the model sees only its last context_length tokens).
+MAX_PROMPT_CHARS = 1 << 20
+
+
 def _read_prompt(args: argparse.Namespace) -> str:
     from engine.errors import ConfigError
 
@@ -267,7 +271,10 @@ def _read_prompt(args: argparse.Namespace) -> str:
         return args.prompt
     if sys.stdin is None or sys.stdin.isatty():
         raise ConfigError("give the text to continue with --prompt TEXT (or pipe it on stdin)")
-    return sys.stdin.read()
+    text = sys.stdin.read(MAX_PROMPT_CHARS + 1)  # bounded: `generate < /dev/zero` must not eat all memory
+    if len(text) > MAX_PROMPT_CHARS:
+        raise ConfigError(f"the prompt on standard input is longer than {MAX_PROMPT_CHARS:,} characters")
+    return text
 
 
 def _load_model_to_generate(args: argparse.Namespace, device):

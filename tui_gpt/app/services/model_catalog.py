@@ -45,11 +45,24 @@ class ModelChoice:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "ModelChoice":
-        kind = data.get("kind")
-        if kind not in ("fresh", "pretrained", "run", "file") or not isinstance(data.get("name"), str):
+    def from_dict(cls, data: Any) -> "ModelChoice":
+        """A choice remembered in app-state.json, checked as strictly as one typed in; else ValueError."""
+        if not isinstance(data, dict):
             raise ValueError(f"not a model choice: {data!r}")
-        return cls(kind, data["name"], data.get("checkpoint", ""))
+        kind, name, checkpoint = data.get("kind"), data.get("name"), data.get("checkpoint", "")
+        valid = (kind in ("fresh", "pretrained", "run", "file") and isinstance(name, str) and name
+                 and checkpoint in (("latest", "best") if kind == "run" else ("",)))
+        if not valid:
+            raise ValueError(f"not a model choice: {data!r}")
+        if kind == "run":
+            from engine.errors import RunError
+            from engine.runs.store import validate_run_name  # torch-free
+
+            try:
+                validate_run_name(name)
+            except RunError as exc:
+                raise ValueError(str(exc)) from None
+        return cls(kind, name, checkpoint)
 
 
 DEFAULT_CHOICE = ModelChoice("fresh", "gpt-nano")

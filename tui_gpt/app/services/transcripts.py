@@ -11,10 +11,16 @@ crash mid-write) is skipped on reading, never fatal.
 from __future__ import annotations
 
 import json
+import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from engine.runs.untrusted_files import open_regular_for_writing, parse_json, read_bytes
+
+# Years of prompting; a larger file was not written by us, and would stall the app at start-up.
+MAX_TRANSCRIPT_BYTES = 256 << 20
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
@@ -93,14 +99,17 @@ class TranscriptStore:
 
     def load(self, model_key: str) -> list[Exchange]:
         try:
-            lines = self.path_for(model_key).read_text(encoding="utf-8").splitlines()
+            data = read_bytes(self.path_for(model_key), MAX_TRANSCRIPT_BYTES)
         except FileNotFoundError:
             return []
+        except OSError:  # too large, or not a file: start this model's transcript afresh in memory
+            return []
+        lines = data.decode("utf-8", "replace").splitlines()
         exchanges = []
         for line in lines:
             try:
-                exchanges.append(Exchange.from_json(json.loads(line)))
-            except (ValueError, TypeError, KeyError):
+                exchanges.append(Exchange.from_json(parse_json(line)))
+            except (ValueError, TypeError, KeyError, AttributeError):
                 continue  # a torn or foreign line: keep the rest
         return exchanges
 
@@ -108,7 +117,8 @@ class TranscriptStore:
         """Add one exchange; OSError if the data dir cannot be written."""
         self.directory.mkdir(parents=True, exist_ok=True)
         line = json.dumps(exchange.to_json(), ensure_ascii=False) + "\n"
-        with open(self.path_for(model_key), "ab") as f:
+        fd = open_regular_for_writing(self.path_for(model_key), os.O_WRONLY | os.O_APPEND | os.O_CREAT)
+        with os.fdopen(fd, "ab") as f:
             if f.tell() and not _ends_with_newline(f.name):
                 line = "\n" + line  # after a torn line, start a fresh one rather than extend it
             f.write(line.encode("utf-8"))
