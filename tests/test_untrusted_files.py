@@ -304,3 +304,35 @@ def test_a_checkpoint_folder_with_a_linked_file_in_place_of_weights_is_named(tmp
     os.mkfifo(folder / "model.safetensors")
     with pytest.raises(CheckpointError, match="not a regular file"):
         load_model(folder)
+
+
+# --- rule 8: faults are named truly ---------------------------------------------------------
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A data dir on an 8 MB tmpfs (needs root, which CI has)."""
+    mount = tmp_path / "small-disk"
+    mount.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", str(mount)], capture_output=True)
+    if mounted.returncode != 0:
+        pytest.skip("cannot mount a tmpfs here (it needs root)")
+    yield mount
+    subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+def test_a_disk_filling_up_while_training_ends_the_run_as_failed_naming_the_write(small_disk, verdict_path):
+    from engine.data.corpus import load_corpus
+    from engine.data.token_cache import load_token_splits
+
+    load_token_splits(load_corpus(verdict_path), small_disk / "cache", 0.9)  # what the run will read
+    free = os.statvfs(small_disk).f_bavail * os.statvfs(small_disk).f_frsize
+    with open(small_disk / "filler", "wb") as f:
+        os.posix_fallocate(f.fileno(), 0, free - 24 * 1024)  # room for the run folder and a few metrics lines
+    code, _, err, _ = run_cli("train", "--corpus", str(verdict_path), "--preset", "gpt-nano", "--context-length", "32",
+                              "--batch-size", "2", "--max-steps", "400", "--eval-freq", "1", "--eval-iter", "1",
+                              "--sample-tokens", "3", "--run", "filled", data_dir=small_disk, timeout=300)
+    assert code == 1
+    assert "disk full while writing" in assert_one_line(err)
+    status = json.loads((small_disk / "runs" / "filled" / "status.json").read_text())
+    assert status["state"] == "failed" and "disk full" in status["message"]

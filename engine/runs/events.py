@@ -15,6 +15,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, ClassVar, Iterator
 
+from engine.runs.atomic import write_error
 from engine.runs.untrusted_files import open_regular_for_reading, open_regular_for_writing, parse_json
 
 
@@ -154,8 +155,11 @@ class MetricsWriter:
         self._file = os.fdopen(fd, "a", encoding="utf-8")
 
     def write(self, event: Event) -> None:
-        self._file.write(json.dumps(event.to_dict()) + "\n")
-        self._file.flush()
+        try:
+            self._file.write(json.dumps(event.to_dict()) + "\n")
+            self._file.flush()
+        except OSError as exc:  # a full disk above all: name the file that could not be written
+            raise write_error(self.path, exc) from exc
 
     def close(self) -> None:
         self._file.close()

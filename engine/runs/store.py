@@ -14,6 +14,7 @@ a status that still says "running" while nobody holds the lock is a crashed run.
 from __future__ import annotations
 
 import contextlib
+import json
 import fcntl
 import os
 import re
@@ -203,7 +204,34 @@ class Run:
         if state not in STATES:
             raise ValueError(f"run state must be one of {STATES}, got {state!r}")
         status = {"state": state, "pid": os.getpid(), "step": step, "updated": now_iso(), "message": message}
-        self._write_json(self.status_path, status)
+        try:
+            self._write_json(self.status_path, status)
+        except RunError:
+            if state == "running" or not self._overwrite_status_in_place(status):
+                raise
+
+    def _overwrite_status_in_place(self, status: dict[str, Any]) -> bool:
+        """The last word of a run on a full disk: rewrite the existing status.json in its own blocks.
+
+        Not atomic (a crash now could leave it torn, and a torn status reads as absent), but
+        a run that failed for want of space must not be left saying "running".
+        """
+        data = (json.dumps(status, indent=2) + "\n").encode("utf-8")
+        try:
+            fd = open_regular_for_writing(self.status_path, os.O_WRONLY)
+        except OSError:
+            return False
+        try:
+            if os.fstat(fd).st_size < len(data):
+                data = json.dumps(status, separators=(",", ":")).encode("utf-8")
+            os.pwrite(fd, data, 0)
+            os.ftruncate(fd, len(data))
+            os.fsync(fd)
+            return True
+        except OSError:
+            return False
+        finally:
+            os.close(fd)
 
     def read_status(self) -> dict[str, Any]:
         """The last status written, or {} if there is none (a run never started)."""

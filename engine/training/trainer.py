@@ -30,6 +30,7 @@ from engine.errors import ConfigError, RunError, TuiGptError
 from engine.runs.events import CheckpointSaved, EvalDone, Event, MetricsWriter, RunEnded, RunStarted, SampleGenerated
 from engine.model.gpt import GPTModel
 from engine.runs.store import RunStore
+from engine.runs.atomic import write_error
 from engine.runs.untrusted_files import open_regular_for_writing
 from engine.data.token_cache import load_token_splits
 from engine.model.tokenizer import get_tokenizer
@@ -117,15 +118,18 @@ class _RunLog:
     """train.log: one readable line per evaluation, sample, checkpoint and ending."""
 
     def __init__(self, path: Path | None):
-        self.file = None
+        self.file, self.path = None, path
         if path:
             fd = open_regular_for_writing(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT)
             self.file = os.fdopen(fd, "a", encoding="utf-8")
 
     def __call__(self, line: str) -> None:
         if self.file:
-            self.file.write(time.strftime("%Y-%m-%d %H:%M:%S ") + line + "\n")
-            self.file.flush()
+            try:
+                self.file.write(time.strftime("%Y-%m-%d %H:%M:%S ") + line + "\n")
+                self.file.flush()
+            except OSError as exc:
+                raise write_error(self.path, exc) from exc
 
     def close(self) -> None:
         if self.file:
@@ -343,12 +347,15 @@ def _train_locked(config, ctx, device, run, model, optimizer, resumed: _ResumeSt
     finally:
         if state == "failed" and not message:
             message = "the run ended with an internal error; see train.log"
-        emit(RunEnded(step=loop.pos.step, state=state, message=message))
+        # Recording the ending must not hide why the run ended: on a full disk these writes may fail too.
+        with contextlib.suppress(OSError, TuiGptError):
+            emit(RunEnded(step=loop.pos.step, state=state, message=message))
         if ctx.is_main:
             run.write_status(state, step=loop.pos.step, message=message)
-        if writer:
-            writer.close()
-        run_log.close()
+        with contextlib.suppress(OSError):
+            if writer:
+                writer.close()
+            run_log.close()
     return RunOutcome(run_name=run.name, state=state, step=loop.pos.step, message=message)
 
 
