@@ -336,3 +336,18 @@ def test_a_disk_filling_up_while_training_ends_the_run_as_failed_naming_the_writ
     assert "disk full while writing" in assert_one_line(err)
     status = json.loads((small_disk / "runs" / "filled" / "status.json").read_text())
     assert status["state"] == "failed" and "disk full" in status["message"]
+
+
+def test_weights_with_non_finite_values_are_refused_in_one_line(tmp_path, tiny_config):
+    import torch
+
+    from engine.model.gpt import GPTModel
+    from engine.training.checkpointing import save_checkpoint
+    from engine.weights.checkpoint import load_model
+
+    model = GPTModel(tiny_config)
+    with torch.no_grad():
+        model.trf_blocks[0].att.W_query.weight[0, 0] = float("nan")
+    folder = save_checkpoint(tmp_path / "ck", 1, model, {"x": torch.zeros(1)}, {}, val_loss=1.0)
+    with pytest.raises(CheckpointError, match=r"non-finite values \(NaN or inf\) in trf_blocks.0.att.W_query.weight"):
+        load_model(folder)

@@ -52,6 +52,10 @@ def check_model_state(config: GPTConfig, state: dict[str, torch.Tensor], source:
     if problems:
         more = f"; and {len(problems) - 4} more" if len(problems) > 4 else ""
         raise CheckpointError(f"weights in {source} do not fit the model config: {'; '.join(problems[:4])}{more}")
+    # A model with NaN or inf weights only ever produces garbage (or fails inside sampling): refuse it here.
+    for name, tensor in state.items():
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            raise CheckpointError(f"weights in {source} hold non-finite values (NaN or inf) in {name}")
 
 
 @lru_cache(maxsize=16)
