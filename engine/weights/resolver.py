@@ -5,7 +5,9 @@
 order, the kinds of thing it may name, and the first source that recognises
 the spec loads it. A new kind of weights is one more entry in SOURCES: an
 object with `recognises(spec)` (cheap: a look at the path or at a file's
-header) and `load(spec, device)`, placed before the sources it must win over.
+header) and `load(spec, device)`, placed before the sources it must win over:
+a new file format goes before BookFile (which claims every .pt) and
+UnreadableFile (which refuses every file nobody claimed).
 """
 
 from __future__ import annotations
