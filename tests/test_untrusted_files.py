@@ -349,5 +349,5 @@ def test_weights_with_non_finite_values_are_refused_in_one_line(tmp_path, tiny_c
     with torch.no_grad():
         model.trf_blocks[0].att.W_query.weight[0, 0] = float("nan")
     folder = save_checkpoint(tmp_path / "ck", 1, model, {"x": torch.zeros(1)}, {}, val_loss=1.0)
-    with pytest.raises(CheckpointError, match=r"non-finite values \(NaN or inf\) in trf_blocks.0.att.W_query.weight"):
+    with pytest.raises(CheckpointError, match=r"holds non-finite values \(NaN or inf\) in trf_blocks.0.att.W_query.weight"):
         load_model(folder)

@@ -1,6 +1,6 @@
 """The run store: one folder per training run under <data_dir>/runs/.
 
-    <data_dir>/runs/<name>/config.json    what the run trains: {"name", "created", "model", "train", "corpus"}
+    <data_dir>/runs/<name>/config.json    what the run trains: {"name", "created", "id", "model", "train", "corpus"}
     <data_dir>/runs/<name>/metrics.jsonl  events, one per line (engine.runs.events)
     <data_dir>/runs/<name>/status.json    {"state", "pid", "step", "updated", "message"}
     <data_dir>/runs/<name>/train.log      human-readable log
@@ -20,6 +20,7 @@ import os
 import re
 import shutil
 import time
+import uuid
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Iterator
@@ -120,7 +121,7 @@ class RunStore:
         return name
 
     def create(self, name: str, config: dict[str, Any]) -> Run:
-        """Make the folder of a new run and write its config.json ("name" and "created" added if absent)."""
+        """Make the folder of a new run and write its config.json ("name", "created" and "id" added if absent)."""
         path = self._run_dir(name)
         self._make_dir(self.runs_dir)
         try:
@@ -131,7 +132,7 @@ class RunStore:
             raise RunError(f"cannot write to data dir {self.data_dir}: {exc.strerror or exc}") from exc
         run = self._run(name, path)
         try:
-            run.write_config({"name": name, "created": now_iso(), **config})
+            run.write_config({"name": name, "created": now_iso(), "id": uuid.uuid4().hex, **config})
         except RunError:
             shutil.rmtree(path, ignore_errors=True)
             raise
@@ -196,6 +197,11 @@ class Run:
         if not isinstance(config, dict):
             raise RunError(f"cannot read {self.config_path}: it is not a JSON object")
         return config
+
+    def creation_id(self) -> str:
+        """What tells this run from an earlier, deleted run of the same name: its "id" (else when it was created)."""
+        config = self.read_config()
+        return str(config.get("id") or config.get("created") or "")
 
     def write_config(self, config: dict[str, Any]) -> None:
         self._write_json(self.config_path, config)

@@ -92,9 +92,9 @@ def _build_model(config: TrainConfig, device: torch.device) -> GPTModel:
     overrides = dict(config.model_overrides)
     if not config.init_from:
         return GPTModel(get_preset(config.preset).with_overrides(**overrides)).to(device)
-    from engine.weights.pretrained import load_any_model
+    from engine.weights.resolver import resolve_model
 
-    model, _ = load_any_model(config.init_from, device=str(device))
+    model = resolve_model(config.init_from, device=str(device)).model
     cfg = model.cfg
     context = overrides.pop("context_length", cfg.context_length)
     if context > cfg.context_length:
@@ -288,9 +288,10 @@ def _train_locked(config, ctx, device, run, model, optimizer, resumed: _ResumeSt
         rng = {f"rank{r}": s for r, s in enumerate(ctx.gather_tensor(torch.get_rng_state()))}
         if device.type == "cuda":
             rng["cuda"] = torch.cuda.get_rng_state(device)
-        if not ctx.is_main:
-            ctx.barrier()
-            return
+        # Rank 0 saves; a failure there (a full disk) ends every rank with its message.
+        ctx.run_on_main(lambda: save_checkpoint_now(reason, rng))
+
+    def save_checkpoint_now(reason: str, rng: dict) -> None:
         tensors, meta = state_to_tensors({
             "format": CHECKPOINT_FORMAT,
             "optimizer": optimizer.state_dict(),
@@ -305,7 +306,6 @@ def _train_locked(config, ctx, device, run, model, optimizer, resumed: _ResumeSt
                                val_loss=loop.pos.last_val_loss, keep_last=config.keep_last)
         emit(CheckpointSaved(step=loop.pos.step, path=str(path), val_loss=loop.pos.last_val_loss,
                              best=_is_best(run.checkpoints_dir, path)))
-        ctx.barrier()
 
     settings = LoopSettings(
         epochs=epochs, total_steps=total_steps, eval_freq=config.eval_freq, eval_iter=config.eval_iter, lr=config.lr,
