@@ -171,11 +171,11 @@ class TrainConfig:
                              CHECKPOINTS, metavar="PRECISION", choices=PRECISIONS)
 
     def __post_init__(self) -> None:
-        if self.preset not in PRESETS:
-            raise ConfigError(f"unknown preset {self.preset!r}; choose one of: {', '.join(PRESETS)}")
         for declared in SETTINGS:
             if not declared.model:
                 declared.check(getattr(self, declared.name))
+        if self.preset not in PRESETS:
+            raise ConfigError(f"unknown preset {self.preset!r}; choose one of: {', '.join(PRESETS)}")
         if self.min_lr is not None and self.min_lr > self.lr:
             raise ConfigError(f"training field 'min_lr' must be between 0 and lr ({self.lr}), got {self.min_lr!r}")
 

@@ -31,14 +31,16 @@ def _row(label: str, widget) -> Horizontal:
     return Horizontal(Label(label, classes="field-label"), widget, classes="field")
 
 
-def _widget(declared) -> Input | Select:
-    """The field for one declared setting: a choice for yes/no and fixed choices, else typed text."""
+def _widget(declared, default: str) -> Input | Select:
+    """The field for one declared setting, showing its default: a choice for yes/no and fixed choices, else text."""
     field_id = f"train-{declared.name}"
     if declared.kind is bool:
-        return Select([("yes", True), ("no", False)], id=field_id, compact=True, allow_blank=True)
+        return Select([("yes", True), ("no", False)], prompt=default, id=field_id, compact=True, allow_blank=True)
     if declared.choices:
-        return Select([(choice, choice) for choice in declared.choices], id=field_id, compact=True, allow_blank=True)
-    return Input(type=_INPUT_TYPES[declared.kind], id=field_id, compact=True, select_on_focus=True)
+        return Select([(choice, choice) for choice in declared.choices], prompt=default, id=field_id, compact=True,
+                      allow_blank=True)
+    return Input(placeholder=default, type=_INPUT_TYPES[declared.kind], id=field_id, compact=True,
+                 select_on_focus=True)
 
 
 class TrainForm(VerticalScroll):
@@ -61,8 +63,9 @@ class TrainForm(VerticalScroll):
                      settings: tuple) -> None:
         self._presets, self._recipes, self._defaults = presets, recipes, defaults
         self._settings = tuple(s for s in settings if s.name not in _OWN_FIELDS)
-        basic = [_row(s.label, _widget(s)) for s in self._settings if s.basic]
-        more = [_row(s.label, _widget(s)) for s in self._settings if not s.basic]
+        rows = {s.name: _row(s.label, _widget(s, self._default_of(defaults, s))) for s in self._settings}
+        basic = [rows[s.name] for s in self._settings if s.basic]
+        more = [rows[s.name] for s in self._settings if not s.basic]
         self.query_one("#train-settings", Vertical).mount(
             *basic, Collapsible(*more, title="More settings", collapsed=True, id="train-more"))
         options = [(name, f"preset:{name}") for name in presets]
@@ -93,17 +96,24 @@ class TrainForm(VerticalScroll):
         if config is None:
             return
         for declared in self._settings:
-            if declared.model:
-                value = config.model_overrides.get(declared.name, getattr(self._presets[config.preset], declared.name))
-            else:
-                value = getattr(config, declared.name)
-            shown = "none" if value is None else ("yes" if value else "no") if declared.kind is bool else (
-                f"{value:g}" if declared.kind in (int, float) else str(value))
-            widget = self.field_of(declared.name)
-            if isinstance(widget, Select):
-                widget.prompt = shown
-            else:
-                widget.placeholder = shown
+            # Fields still being mounted (under "More settings") were made showing the defaults.
+            for widget in self.query(f"#train-{declared.name}"):
+                if isinstance(widget, Select):
+                    widget.prompt = self._default_of(config, declared)
+                else:
+                    widget.placeholder = self._default_of(config, declared)
+
+    def _default_of(self, config: Any, declared) -> str:
+        """How a field shows the value `config` gives its setting when the field is left empty."""
+        if declared.model:
+            value = config.model_overrides.get(declared.name, getattr(self._presets[config.preset], declared.name))
+        else:
+            value = getattr(config, declared.name)
+        if value is None:
+            return "none"
+        if declared.kind is bool:
+            return "yes" if value else "no"
+        return f"{value:g}" if declared.kind in (int, float) else str(value)
 
     def read(self) -> TrainingRequest:
         """The request the fields describe (run name "" when left to be made up); FormError if invalid."""
