@@ -108,10 +108,11 @@ def _add_training_settings(train: argparse.ArgumentParser) -> None:
     from engine.training.settings import SETTINGS, TrainConfig  # torch-free, and only when the parser is built
 
     defaults = TrainConfig()
-    groups: dict[str, argparse._ArgumentGroup] = {}
+    groups = {}
     for declared in SETTINGS:
-        group = groups.get(declared.section) or groups.setdefault(declared.section,
-                                                                   train.add_argument_group(declared.section))
+        if declared.section not in groups:
+            groups[declared.section] = train.add_argument_group(declared.section)
+        group = groups[declared.section]
         default = None if declared.model else getattr(defaults, declared.name)  # a model's: its preset's
         help_text = declared.help + (f" (default: {default})" if default is not None else "")
         if declared.kind is bool:
