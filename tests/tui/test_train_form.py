@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 from textual.app import App, ComposeResult
-from textual.widgets import Input, Select
+from textual.widgets import Select
 
 from engine.model.config import PRESETS
 from engine.training.settings import RECIPES, SETTINGS, TrainConfig
