@@ -74,9 +74,42 @@ def test_train_help_lists_every_training_option(capsys):
         assert flag in out
 
 
-def test_run_name_has_a_spelling_that_torchrun_leaves_alone():
-    # torchrun takes a bare --run for an abbreviation of its --run-path.
-    assert cli.build_parser().parse_args(["train", "--run-name", "r1"]).run == "r1"
+def test_run_name_is_the_spelling_of_the_run_on_every_command():
+    parser = cli.build_parser()
+    assert parser.parse_args(["train", "--run-name", "r1"]).run_name == "r1"
+    assert parser.parse_args(["generate", "--run-name", "r1"]).run_name == "r1"
+
+
+def test_torchrun_passes_run_name_on_to_the_command():
+    from torch.distributed.run import get_args_parser
+
+    torchrun = get_args_parser().parse_args(["--nproc-per-node=2", "-m", "tui_gpt", "train", "--run-name", "big"])
+    assert torchrun.training_script_args == ["train", "--run-name", "big"]
+
+
+@pytest.mark.parametrize("args", [["train", "--max-step", "5"], ["train", "--run-n", "r1"],
+                                  ["generate", "--model", "gpt-nano", "--temp", "1"]])
+def test_no_option_is_matched_by_a_prefix(capsys, args):
+    with pytest.raises(SystemExit) as exit_info:
+        cli.build_parser().parse_args(args)
+    assert exit_info.value.code == 2
+    assert "unrecognized arguments" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("args", [["train", "--run", "r1"], ["generate", "--run=r1", "--prompt", "x"]])
+def test_the_old_run_option_gets_a_one_line_hint(capsys, args):
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert_one_line_error(err)
+    assert "--run-name NAME" in err
+
+
+def test_an_explicitly_empty_run_name_is_an_error(data_dir, corpus, capsys):
+    assert main(["train", "--corpus", str(corpus), "--run-name", "", *TINY_TRAIN]) == 2
+    err = capsys.readouterr().err
+    assert_one_line_error(err)
+    assert "--run-name must not be empty" in err
+    assert not (data_dir / "runs").exists() or not any((data_dir / "runs").iterdir())
 
 
 def test_generate_into_a_closed_pipe_stops_quietly(data_dir):
@@ -111,7 +144,7 @@ def test_no_command_opens_the_app_with_the_data_dir(monkeypatch, tmp_path):
     (["train", "--resume"], "--resume needs"),
     (["generate", "--model", "gpt-nano", "--prompt", "x", "--top-p", "1.5"], "--top-p"),
     (["generate", "--model", "gpt-nano", "--prompt", "x", "--max-new-tokens", "-1"], "--max-new-tokens"),
-    (["generate", "--model", "gpt-nano", "--prompt", "x", "--best"], "--best goes with --run"),
+    (["generate", "--model", "gpt-nano", "--prompt", "x", "--best"], "--best goes with --run-name"),
 ])
 def test_bad_options_fail_with_one_line(data_dir, capsys, args, expected):
     assert main(args) == 2
@@ -131,13 +164,13 @@ def test_missing_corpus_fails_with_one_line(data_dir, tmp_path, capsys):
 
 
 def test_resuming_a_missing_run_fails_with_one_line(data_dir, capsys):
-    assert main(["train", "--run", "ghost", "--resume"]) == 2
+    assert main(["train", "--run-name", "ghost", "--resume"]) == 2
     err = capsys.readouterr().err
     assert_one_line_error(err)
     assert "ghost" in err
 
 
-@pytest.mark.parametrize("source", [["--run", "ghost"], ["--checkpoint", "no/such/checkpoint"], ["--model", "gpt-huge"]])
+@pytest.mark.parametrize("source", [["--run-name", "ghost"], ["--checkpoint", "no/such/checkpoint"], ["--model", "gpt-huge"]])
 def test_generate_from_a_missing_source_fails_with_one_line(data_dir, capsys, source):
     assert main(["generate", *source, "--prompt", "Hello"]) == 2
     assert_one_line_error(capsys.readouterr().err)
@@ -158,7 +191,7 @@ def test_generate_needs_a_model_source(data_dir, capsys):
     with pytest.raises(SystemExit) as exit_info:
         main(["generate", "--prompt", "Hello"])
     assert exit_info.value.code == 2
-    assert "one of the arguments --run --checkpoint --model is required" in capsys.readouterr().err
+    assert "one of the arguments --run-name --checkpoint --model is required" in capsys.readouterr().err
 
 
 def test_unexpected_errors_are_one_line_with_the_traceback_in_a_log(data_dir, capsys, monkeypatch):
@@ -291,7 +324,7 @@ class FakeTerminal(io.StringIO):
 
 def test_train_then_list_then_generate_then_delete(data_dir, corpus, capsys, monkeypatch):
     pytest.importorskip("engine.training.trainer")
-    assert main(["train", "--corpus", str(corpus), "--run", "tiny", *TINY_TRAIN]) == 0
+    assert main(["train", "--corpus", str(corpus), "--run-name", "tiny", *TINY_TRAIN]) == 0
     out = capsys.readouterr().out
     assert "\r" not in out  # not a terminal: plain lines
     assert f"run tiny: {data_dir / 'runs' / 'tiny'}" in out
@@ -309,7 +342,7 @@ def test_train_then_list_then_generate_then_delete(data_dir, corpus, capsys, mon
     assert header.split()[:2] == ["NAME", "MODEL"] and row.split()[0] == "tiny" and "finished" in row
 
     for best in ([], ["--best"]):
-        assert main(["generate", "--run", "tiny", *best, "--prompt", "Every effort", "--max-new-tokens", "4"]) == 0
+        assert main(["generate", "--run-name", "tiny", *best, "--prompt", "Every effort", "--max-new-tokens", "4"]) == 0
         assert capsys.readouterr().out.startswith("Every effort")
 
     # Deleting asks first on a terminal, and needs --yes otherwise.
@@ -334,23 +367,74 @@ def test_stop_request_saves_and_resume_finishes(data_dir, corpus, capsys, monkey
             return self
 
     monkeypatch.setattr(engine.training.signals, "GracefulStop", StopAtOnce)
-    assert main(["train", "--corpus", str(corpus), "--run", "halted", *TINY_TRAIN]) == 3
+    assert main(["train", "--corpus", str(corpus), "--run-name", "halted", *TINY_TRAIN]) == 3
     out = capsys.readouterr().out
     assert "run halted stopped at step 1" in out
-    assert "tui-gpt train --run halted --resume" in out
+    assert "tui-gpt train --run-name halted --resume" in out
 
     monkeypatch.undo()
     monkeypatch.setenv("TUI_GPT_DATA_DIR", str(data_dir))
-    assert main(["train", "--run", "halted", "--resume", "--max-steps", "4"]) == 0
+    assert main(["train", "--run-name", "halted", "--resume", "--max-steps", "4"]) == 0
     out = capsys.readouterr().out
     assert "from step 1 to 4" in out and "run halted finished at step 4" in out
 
 
-def test_resume_keeps_the_model(data_dir, capsys):
-    assert main(["train", "--run", "any", "--resume", "--preset", "gpt-micro"]) == 2
+def test_resuming_with_the_starting_command_works(data_dir, corpus, capsys):
+    pytest.importorskip("engine.training.trainer")
+    start = ["train", "--corpus", str(corpus), "--run-name", "same", *TINY_TRAIN]
+    assert main(start) == 0
+    assert main([*start, "--resume", "--max-steps", "5"]) == 0  # the last --max-steps counts
+    assert "run same finished at step 5" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("change, named", [(["--preset", "gpt-micro"], ["--preset", "gpt-nano", "gpt-micro"]),
+                                           (["--context-length", "64"], ["--context-length", "32", "64"]),
+                                           (["--recipe", "book"], ["--preset", "gpt-nano", "gpt2-small"])])
+def test_resume_refuses_a_different_model_naming_both_values(data_dir, corpus, capsys, change, named):
+    pytest.importorskip("engine.training.trainer")
+    start = ["train", "--corpus", str(corpus), "--run-name", "kept", *TINY_TRAIN]
+    assert main(start) == 0
+    capsys.readouterr()
+    assert main(["train", "--run-name", "kept", "--resume", *change]) == 2
     err = capsys.readouterr().err
     assert_one_line_error(err)
-    assert "--preset cannot be changed" in err
+    assert f"{named[0]} cannot be changed when resuming: the run has {named[1]}, not {named[2]}" in err
+
+
+def test_resume_from_another_directory_uses_the_recorded_corpus(data_dir, corpus, tmp_path, capsys, monkeypatch):
+    pytest.importorskip("engine.training.trainer")
+    monkeypatch.chdir(corpus.parent)
+    assert main(["train", "--corpus", corpus.name, "--run-name", "here", *TINY_TRAIN]) == 0
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / corpus.name).write_text("another text with the same name. " * 400, encoding="utf-8")
+    monkeypatch.chdir(elsewhere)
+    capsys.readouterr()
+    assert main(["train", "--run-name", "here", "--resume", "--max-steps", "4"]) == 0
+    captured = capsys.readouterr()
+    assert "run here finished at step 4" in captured.out
+    assert "corpus changed" not in captured.out + captured.err
+
+
+@pytest.mark.parametrize("what", ["changed", "gone"])
+def test_resume_stops_when_the_recorded_corpus_changed_or_is_gone_unless_one_is_named(
+        data_dir, corpus, tmp_path, capsys, what):
+    pytest.importorskip("engine.training.trainer")
+    assert main(["train", "--corpus", str(corpus), "--run-name", "moved", *TINY_TRAIN]) == 0
+    text = corpus.read_text(encoding="utf-8")
+    if what == "changed":
+        corpus.write_text(text.upper(), encoding="utf-8")
+    else:
+        corpus.unlink()
+    capsys.readouterr()
+    assert main(["train", "--run-name", "moved", "--resume", "--max-steps", "4"]) == 2
+    err = capsys.readouterr().err
+    assert_one_line_error(err)
+    assert f"the run's corpus {corpus} {'changed' if what == 'changed' else 'is gone'}" in err and "--corpus" in err
+    named = tmp_path / "named.txt"
+    named.write_text(text, encoding="utf-8")
+    assert main(["train", "--run-name", "moved", "--resume", "--max-steps", "4", "--corpus", str(named)]) == 0
+    assert "run moved finished at step 4" in capsys.readouterr().out
 
 
 # -- progress display ------------------------------------------------------------------------------

@@ -15,7 +15,7 @@ import torch
 from engine.runs.checkpoints import latest_checkpoint
 
 from engine.training.checkpointing import load_checkpoint
-from engine.errors import CorpusError
+from engine.errors import CorpusError, RunError
 from engine.runs.events import CheckpointSaved, EvalDone, RunEnded, RunStarted, SampleGenerated, StepDone, read_events
 from engine.runs.store import RunStore
 from engine.training.settings import TrainConfig
@@ -99,6 +99,18 @@ def test_bad_corpus_fails_before_any_run_folder(tmp_path, data_dir):
     with pytest.raises(CorpusError, match="not found"):
         train_run(tiny_train_config(tmp_path / "missing.txt"), run_name="x", data_dir=data_dir)
     assert not (data_dir / "runs" / "x").exists()
+
+
+def test_an_empty_run_name_is_refused_not_made_up(corpus, data_dir):
+    with pytest.raises(RunError, match="invalid run name ''"):
+        train_run(tiny_train_config(corpus, max_steps=1), run_name="", data_dir=data_dir)
+    assert not (data_dir / "runs").exists() or not any((data_dir / "runs").iterdir())
+
+
+def test_a_run_records_its_corpus_by_absolute_path(corpus, data_dir, monkeypatch):
+    monkeypatch.chdir(corpus.parent)
+    train_run(tiny_train_config(Path(corpus.name), max_steps=1), run_name="rel", data_dir=data_dir)
+    assert RunStore(data_dir).open("rel").read_config()["train"]["corpus"] == str(corpus)
 
 
 def test_non_finite_loss_stops_before_the_update(corpus, data_dir, monkeypatch):
@@ -188,7 +200,7 @@ def test_torchrun_a_failed_save_on_rank_0_ends_every_rank_with_its_message(corpu
         if os.environ["RANK"] == "0":
             engine.training.trainer.save_checkpoint = disk_full
         sys.exit(main(["train", "--data-dir", {str(tmp_path / "data")!r}, "--corpus", {str(corpus)!r},
-                       "--run", "ddp", "--preset", "gpt-nano", "--context-length", "32", "--batch-size", "2",
+                       "--run-name", "ddp", "--preset", "gpt-nano", "--context-length", "32", "--batch-size", "2",
                        "--max-steps", "4", "--checkpoint-every", "2", "--eval-freq", "2",
                        "--eval-iter", "1", "--sample-tokens", "2", "--device", "cpu"]))
     """))

@@ -28,7 +28,7 @@ SIZE = (110, 32)
 
 def train(data_dir: Path, run: str, corpus: Path, steps: int, lr: str) -> None:
     subprocess.run(
-        [sys.executable, "-m", "tui_gpt", "train", "--data-dir", str(data_dir), "--run", run, "--corpus", str(corpus),
+        [sys.executable, "-m", "tui_gpt", "train", "--data-dir", str(data_dir), "--run-name", run, "--corpus", str(corpus),
          "--preset", "gpt-nano", "--context-length", "64", "--batch-size", "4", "--max-steps", str(steps),
          "--lr", lr, "--eval-freq", "10", "--eval-iter", "2", "--sample-tokens", "12"],
         cwd=REPO, check=True, stdout=subprocess.DEVNULL,

@@ -195,17 +195,19 @@ def test_drain_pacer_keeps_the_ui_threads_share_of_the_cpu_near_its_budget():
 
 
 def test_train_command_passes_only_what_was_set(tmp_path):
-    request = TrainingRequest(run="r1", preset="gpt-nano", corpus="/c.txt", max_steps=4, lr=0.001, seed=0)
+    request = TrainingRequest(run="r1", settings={"preset": "gpt-nano", "corpus": "/c.txt", "max_steps": 4, "lr": 0.001,
+                                                  "seed": 0, "sample_at_eval": False})
     command = train_command(tmp_path, request)
     assert command[:3] == [sys.executable, "-m", "tui_gpt"]
-    assert command[3:] == ["train", "--data-dir", str(tmp_path), "--run", "r1", "--corpus", "/c.txt",
-                           "--preset", "gpt-nano", "--max-steps", "4", "--lr", "0.001", "--seed", "0"]
+    assert command[3:] == ["train", "--data-dir", str(tmp_path), "--run-name", "r1", "--preset", "gpt-nano",
+                           "--corpus", "/c.txt", "--max-steps", "4", "--lr", "0.001", "--seed", "0",
+                           "--no-sample-at-eval"]
 
 
 def test_a_recipe_replaces_the_preset_and_no_corpus_means_the_demo(tmp_path):
-    command = train_command(tmp_path, TrainingRequest(run="b", preset="gpt-nano", recipe="book"))
+    command = train_command(tmp_path, TrainingRequest(run="b", recipe="book"))
     assert "--recipe" in command and "--preset" not in command and "--corpus" not in command
-    assert resume_command(tmp_path, "b")[3:] == ["train", "--data-dir", str(tmp_path), "--run", "b", "--resume"]
+    assert resume_command(tmp_path, "b")[3:] == ["train", "--data-dir", str(tmp_path), "--run-name", "b", "--resume"]
 
 
 def wait_for_exit(process, timeout: float = 20.0) -> int:

@@ -17,10 +17,7 @@ import sys
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-from tui_gpt.cli.main import EXIT_FAILED, EXIT_FINISHED, EXIT_STOPPED, TRAIN_FIELDS, print_error
-
-# Options that decide the model's shape or weights, which a resumed run keeps.
-_FIXED_ON_RESUME = ("--recipe", "--preset", "--context-length", "--init-from")
+from tui_gpt.cli.main import EXIT_FAILED, EXIT_FINISHED, EXIT_STOPPED, print_error
 
 
 def _explicit_data_dir(args: argparse.Namespace) -> Path | None:
@@ -63,7 +60,8 @@ def train(args: argparse.Namespace) -> int:
         stop.install()
         try:
             outcome = train_run(
-                config, run_name=args.run, data_dir=store.data_dir, resume=args.resume,
+                config, run_name=args.run_name, data_dir=store.data_dir, resume=args.resume,
+                corpus_named=args.resume and hasattr(args, "corpus"),
                 on_event=_announcing_run_folder(progress, store) if talks else None,
                 should_stop=lambda: stop.requested, log=progress.log if talks else None,
             )
@@ -73,12 +71,12 @@ def train(args: argparse.Namespace) -> int:
     if outcome.state == "finished":
         if talks:
             print(f"run {outcome.run_name} finished at step {outcome.step}. Try it: "
-                  f"{_command_line(args, 'generate', '--run', outcome.run_name, '--prompt', config.start_context)}")
+                  f"{_command_line(args, 'generate', '--run-name', outcome.run_name, '--prompt', config.start_context)}")
         return EXIT_FINISHED
     if outcome.state == "stopped":
         if talks:
             print(f"run {outcome.run_name} stopped at step {outcome.step}; its checkpoint is saved. Resume with: "
-                  f"{_command_line(args, 'train', '--run', outcome.run_name, '--resume')}")
+                  f"{_command_line(args, 'train', '--run-name', outcome.run_name, '--resume')}")
         return EXIT_STOPPED
     print_error(f"run {outcome.run_name} failed at step {outcome.step}: {outcome.message}")
     return EXIT_FAILED
@@ -87,23 +85,30 @@ def train(args: argparse.Namespace) -> int:
 def _train_config(args: argparse.Namespace, store):
     """The recipe (or the defaults), or the resumed run's stored settings, with the given options on top."""
     from engine.errors import ConfigError
-    from engine.training.settings import TrainConfig, get_recipe
+    from engine.training.settings import SETTINGS, TrainConfig, get_recipe, resumed_config
 
-    overrides: dict[str, Any] = {field: getattr(args, field) for field in TRAIN_FIELDS if hasattr(args, field)}
+    given: dict[str, Any] = {s.name: getattr(args, s.name) for s in SETTINGS if hasattr(args, s.name)}
+    if args.run_name == "":
+        raise ConfigError("--run-name must not be empty; leave it out to have a name made up")
     if args.resume:
-        if not args.run:
-            raise ConfigError("--resume needs the name of the run to continue: --run NAME")
-        given = {"--recipe": args.recipe is not None, "--preset": "preset" in overrides,
-                 "--context-length": args.context_length is not None, "--init-from": "init_from" in overrides}
-        fixed = [flag for flag in _FIXED_ON_RESUME if given[flag]]
-        if fixed:
-            raise ConfigError(f"{fixed[0]} cannot be changed when resuming: the run keeps its model")
-        stored = store.open(args.run).read_config()["train"]
-        return TrainConfig.from_dict(stored).with_overrides(**overrides)
+        if args.run_name is None:
+            raise ConfigError("--resume needs the name of the run to continue: --run-name NAME")
+        if args.recipe:  # the same command as at the start: the recipe must describe the run's model
+            given = {**_model_settings_of(get_recipe(args.recipe), SETTINGS), **given}
+        return resumed_config(store.open(args.run_name).read_config(), given)
     base = get_recipe(args.recipe) if args.recipe else TrainConfig()
-    if args.context_length is not None:
-        overrides["model_overrides"] = {**base.model_overrides, "context_length": args.context_length}
-    return base.with_overrides(**overrides)
+    return base.with_settings(given)
+
+
+def _model_settings_of(config, settings) -> dict[str, Any]:
+    """The settings of `config` that decide the model (and so must not change on resume)."""
+    values = {}
+    for declared in settings:
+        if declared.fixed_on_resume:
+            source = config.model_overrides if declared.model else config.to_dict()
+            if declared.name in source:
+                values[declared.name] = source[declared.name]
+    return values
 
 
 def _announcing_run_folder(progress, store) -> Callable[[Any], None]:
@@ -256,8 +261,8 @@ def _check_sampling_options(args: argparse.Namespace) -> None:
         raise ConfigError(f"--top-p must be in (0, 1], got {args.top_p}")
     if args.seed is not None and args.seed < 0:
         raise ConfigError(f"--seed must be >= 0, got {args.seed}")
-    if args.best and not args.run:
-        raise ConfigError("--best goes with --run NAME")
+    if args.best and args.run_name is None:
+        raise ConfigError("--best goes with --run-name NAME")
 
 
 # Far more than any context window holds (the model sees only its last context_length tokens).
@@ -282,8 +287,8 @@ def _load_model_to_generate(args: argparse.Namespace, device):
 
     from engine.weights.resolver import ModelSpec, resolve_model
 
-    if args.run is not None:
-        spec = ModelSpec(args.run, kind="run", best=args.best, data_dir=_explicit_data_dir(args))
+    if args.run_name is not None:
+        spec = ModelSpec(args.run_name, kind="run", best=args.best, data_dir=_explicit_data_dir(args))
     elif args.checkpoint is not None:
         spec = ModelSpec(str(args.checkpoint), kind="checkpoint")
     else:
@@ -291,7 +296,7 @@ def _load_model_to_generate(args: argparse.Namespace, device):
         if args.seed is not None:
             torch.manual_seed(args.seed)  # a preset's fresh weights come from the global generator
     resolved = resolve_model(spec, device=str(device))
-    if args.run is not None:
+    if args.run_name is not None:
         print(f"checkpoint: {resolved.path}", file=sys.stderr)
     elif args.model is not None:
         print(f"model: {resolved.description}", file=sys.stderr)

@@ -26,6 +26,7 @@ class EngineSession:
     presets: dict[str, Any]  # name -> engine.model.config.GPTConfig
     recipes: dict[str, Any]  # name -> engine.training.settings.TrainConfig
     train_defaults: Any  # engine.training.settings.TrainConfig with its default values
+    train_settings: tuple  # engine.training.settings.SETTINGS: what the training form shows
 
 
 def load_engine(explicit_data_dir: Path | None) -> EngineSession:
@@ -34,7 +35,7 @@ def load_engine(explicit_data_dir: Path | None) -> EngineSession:
     from engine.training.device import resolve_device
     from engine.runs.store import RunStore, default_data_dir
     from engine.model.tokenizer import get_tokenizer
-    from engine.training.settings import RECIPES, TrainConfig
+    from engine.training.settings import RECIPES, SETTINGS, TrainConfig
 
     # Imported here so that the first generation or model load does not pay for them.
     import engine.model.generation  # noqa: F401
@@ -51,4 +52,5 @@ def load_engine(explicit_data_dir: Path | None) -> EngineSession:
         presets=dict(PRESETS),
         recipes=dict(RECIPES),
         train_defaults=TrainConfig(),
+        train_settings=SETTINGS,
     )

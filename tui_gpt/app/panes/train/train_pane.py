@@ -59,7 +59,8 @@ class TrainPane(Horizontal):
 
     def engine_ready(self, session: EngineSession) -> None:
         self.session = session
-        self.query_one(TrainForm).engine_ready(session.presets, session.recipes, session.train_defaults)
+        self.query_one(TrainForm).engine_ready(session.presets, session.recipes, session.train_defaults,
+                                               session.train_settings)
         self._refresh_keys()
 
     # -- the state of runs -----------------------------------------------------------------------
