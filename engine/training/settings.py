@@ -10,6 +10,7 @@ the same bounds. Adding a setting is adding one field here.
 
 from __future__ import annotations
 
+import math
 import re
 import typing
 from dataclasses import asdict, dataclass, field, fields, replace
@@ -19,6 +20,8 @@ from engine.model.config import PRESETS
 from engine.errors import ConfigError
 
 DEVICES = ("auto", "cpu", "cuda", "mps")
+# A sample is read on one screen; a longer one would hold up training at every evaluation.
+MAX_SAMPLE_TOKENS = 2000
 PRECISIONS = ("auto", "fp32", "bf16")
 
 # Help sections of `tui-gpt train`, in order.
@@ -37,6 +40,7 @@ class Setting:
     minimum: float | None = None
     above_minimum: bool = False  # the minimum itself is not allowed (a rate above 0)
     below: float | None = None  # an exclusive upper bound
+    maximum: float | None = None  # an inclusive upper bound
     choices: tuple[str, ...] = ()
     also: tuple[str, str] | None = None  # (regex, how to write it): values accepted besides `choices`
     fixed_on_resume: bool = False  # decides the model, which a resumed run keeps
@@ -56,12 +60,15 @@ class Setting:
         if self.kind is str:
             return "text"
         noun = "an integer" if self.kind is int else "a number"
+        g = (lambda x: str(int(x))) if self.kind is int else (lambda x: f"{x:g}")
         if self.minimum is not None and self.below is not None:
-            return f"{noun} between {self.minimum:g} and {self.below:g}"
+            return f"{noun} between {g(self.minimum)} and {g(self.below)}"
+        if self.minimum is not None and self.maximum is not None:
+            return f"{noun} from {g(self.minimum)} to {g(self.maximum)}"
         if self.minimum == 0 and self.above_minimum:
             return f"a positive {noun.split()[-1]}"
         if self.minimum is not None:
-            return f"{noun} {'>' if self.above_minimum else '>='} {self.minimum:g}"
+            return f"{noun} {'>' if self.above_minimum else '>='} {g(self.minimum)}"
         return noun
 
     def accepts(self, value: Any) -> bool:
@@ -73,11 +80,11 @@ class Setting:
             return isinstance(value, str) and (
                 not self.choices or value in self.choices
                 or bool(self.also and re.fullmatch(self.also[0], value)))
-        if not isinstance(value, int if self.kind is int else (int, float)):
+        if not isinstance(value, int if self.kind is int else (int, float)) or not math.isfinite(value):
             return False
         if self.minimum is not None and (value <= self.minimum if self.above_minimum else value < self.minimum):
             return False
-        return self.below is None or value < self.below
+        return (self.below is None or value < self.below) and (self.maximum is None or value <= self.maximum)
 
     def check(self, value: Any, name: str | None = None) -> None:
         """ConfigError naming the setting (by `name`, else its field) unless `value` is allowed."""
@@ -144,7 +151,7 @@ class TrainConfig:
     grad_clip: float | None = setting(None, "--grad-clip", "Grad clip", "clip the gradient norm to this", SCHEDULE,
                                       metavar="NORM", minimum=0, above_minimum=True)
     seed: int = setting(123, "--seed", "Seed", "random seed (initial weights, data order, dropout)", SCHEDULE,
-                        minimum=0, basic=True)
+                        minimum=0, maximum=2**63 - 1, basic=True)  # torch's generators take a signed 64-bit seed
     eval_freq: int = setting(5, "--eval-freq", "Eval every", "evaluate every N steps", EVALUATION, minimum=1,
                              basic=True)
     eval_iter: int = setting(5, "--eval-iter", "Eval batches", "batches per evaluation", EVALUATION, minimum=1,
@@ -152,7 +159,7 @@ class TrainConfig:
     start_context: str = setting("Every effort moves you", "--start-context", "Sample prompt",
                                  "prompt of the samples printed while training", EVALUATION, metavar="TEXT")
     sample_tokens: int = setting(50, "--sample-tokens", "Sample tokens", "tokens per sample (0: no samples)",
-                                 EVALUATION, minimum=0, basic=True)
+                                 EVALUATION, minimum=0, maximum=MAX_SAMPLE_TOKENS, basic=True)
     sample_at_eval: bool = setting(True, "--sample-at-eval", "Eval samples",
                                    "a sample at every evaluation, not only at each epoch's end", EVALUATION)
     # Checkpoints are saved on stop and at the finish, and also every
