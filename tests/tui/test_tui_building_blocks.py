@@ -6,7 +6,6 @@ import os
 import sys
 import threading
 import time
-from pathlib import Path
 
 import pytest
 from textual.color import Color
@@ -22,8 +21,6 @@ from tui_gpt.app.panes.prompt.generation_settings import SettingsError, parse_se
 from tui_gpt.app.panes.prompt.token_inspector import probability_bar, visible
 
 from .helpers import TINY
-
-REPO = Path(__file__).resolve().parents[2]
 
 
 def exchange(prompt: str, *texts: str) -> Exchange:
