@@ -13,12 +13,14 @@ from pathlib import Path
 import pytest
 import torch
 
-from engine.runs.events import CheckpointSaved, EvalDone, RunEnded, RunStarted, SampleGenerated, StepDone
+from engine.runs.events import CheckpointSaved, EvalDone, MetricsWriter, RunEnded, RunStarted, SampleGenerated, StepDone
+from engine.runs.store import RunStore
+from tui_gpt.app.panes.runs.runs_pane import run_row
+from tui_gpt.app.panes.train.run_progress import describe_progress
 from tui_gpt.cli import commands
 from tui_gpt.cli import main as cli
 from tui_gpt.cli.main import main
-from tui_gpt.cli.commands import human_size
-from tui_gpt.cli.progress import TrainingProgress, format_duration
+from tui_gpt.cli.progress import TrainingProgress
 
 REPO = Path(__file__).resolve().parents[1]
 TINY_TRAIN = ["--preset", "gpt-nano", "--context-length", "32", "--batch-size", "2", "--max-steps", "3",
@@ -47,13 +49,6 @@ def corpus(tmp_path, verdict_text) -> Path:
 
 
 # -- startup and help ----------------------------------------------------------------
-
-
-def test_importing_the_cli_does_not_import_torch():
-    probe = "import tui_gpt.cli.main, sys; print('torch' in sys.modules, 'engine' in sys.modules)"
-    result = subprocess.run([sys.executable, "-c", probe], cwd=REPO, capture_output=True, text=True, timeout=60)
-    assert result.returncode == 0, result.stderr
-    assert result.stdout.split() == ["False", "False"]
 
 
 def test_help_as_a_module_lists_commands_and_exit_codes(tmp_path):
@@ -223,13 +218,6 @@ def test_a_broken_engine_import_still_ends_in_one_line(data_dir, capsys, monkeyp
     assert "Traceback" in (tmp_path / "tui-gpt-internal-errors.log").read_text(encoding="utf-8")
 
 
-def test_exit_codes_match_the_engine():
-    import engine.training.signals
-
-    for name in ("EXIT_FINISHED", "EXIT_FAILED", "EXIT_BAD_INPUT", "EXIT_STOPPED", "EXIT_ABORTED"):
-        assert getattr(cli, name) == getattr(engine.training.signals, name), name
-
-
 def test_out_of_memory_suggests_smaller_settings(data_dir, capsys, monkeypatch):
     def out_of_memory(args):
         raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
@@ -305,13 +293,6 @@ def test_runs_on_an_empty_data_dir(data_dir, capsys):
     for args in (["--data-dir", str(elsewhere), "runs"], ["runs", "--data-dir", str(elsewhere)]):
         assert main(args) == 0
         assert capsys.readouterr().out.strip() == f"no runs yet in {elsewhere}"
-
-
-def test_human_size():
-    assert human_size(0) == "0 B"
-    assert human_size(1023) == "1023 B"
-    assert human_size(1536) == "1.5 KB"
-    assert human_size(5 * 1024**3) == "5.0 GB"
 
 
 # -- a tiny run, end to end ----------------------------------------------------------------------
@@ -448,40 +429,38 @@ class FakeClock:
         return self.now
 
 
-def step(index: int, loss: float = 5.0) -> StepDone:
+def step(index: int, loss: float = 5.0, time: float = 100.0) -> StepDone:
     return StepDone(step=index, epoch=0, tokens_seen=64 * (index + 1), loss=loss, lr=4e-4, tokens_per_sec=1000.0,
-                    step_time=0.5)
+                    step_time=0.5, time=time)
 
 
 def test_live_progress_redraws_one_line_and_prints_events_above_it(monkeypatch):
     monkeypatch.setenv("COLUMNS", "200")
-    out, clock = io.StringIO(), FakeClock()
-    progress = TrainingProgress(out, live=True, epochs=2, clock=clock, min_redraw_interval=0.0)
-    progress.on_event(RunStarted(run="r", resumed=False, step=0, total_steps=4, n_params=1000, device="cpu"))
-    clock.now += 2.0
-    progress.on_event(step(0))
+    out = io.StringIO()
+    progress = TrainingProgress(out, live=True, epochs=2, min_redraw_interval=0.0)
+    progress.on_event(RunStarted(run="r", resumed=False, step=0, total_steps=4, n_params=1000, device="cpu", time=100.0))
+    progress.on_event(step(0, time=102.0))
     progress.on_event(EvalDone(step=0, epoch=0, tokens_seen=64, train_loss=5.0, val_loss=6.0, train_ppl=148.4,
                                val_ppl=403.4))
-    clock.now += 2.0
-    progress.on_event(step(1, loss=4.5))
+    progress.on_event(step(1, loss=4.5, time=104.0))
     progress.on_event(RunEnded(step=2, state="stopped"))
     text = out.getvalue()
     assert text.endswith("\n")
-    bars = [part for part in text.split("\r\x1b[K") if part.startswith("step ")]
-    last = bars[-1].strip()
+    bars = [part.strip() for part in text.split("\r\x1b[K") if part.startswith("step ")]
+    while_running, last = bars[-2], bars[-1]
     assert last.startswith("step 2/4") and "50%" in last
     assert "epoch 1/2" in last and "loss 4.500" in last and "val 6.000" in last and "1,000 tok/s" in last
-    assert "ETA 4s" in last  # two steps in 4 s, two to go
+    assert "ETA 4s" in while_running  # two steps in 4 s, two to go
+    assert "ETA" not in last  # the run ended
     assert "\r\x1b[Keval at step 1: train loss 5.000 (ppl 148.4), val loss 6.000 (ppl 403.4)\n" in text
 
 
 def test_live_progress_fits_a_narrow_terminal(monkeypatch):
     monkeypatch.setenv("COLUMNS", "40")
-    out, clock = io.StringIO(), FakeClock()
-    progress = TrainingProgress(out, live=True, epochs=2, clock=clock, min_redraw_interval=0.0)
-    progress.on_event(RunStarted(run="r", resumed=False, step=0, total_steps=4, n_params=1000, device="cpu"))
-    clock.now += 30.0
-    progress.on_event(step(0, loss=3.25))
+    out = io.StringIO()
+    progress = TrainingProgress(out, live=True, epochs=2, min_redraw_interval=0.0)
+    progress.on_event(RunStarted(run="r", resumed=False, step=0, total_steps=4, n_params=1000, device="cpu", time=100.0))
+    progress.on_event(step(0, loss=3.25, time=130.0))
     line = out.getvalue().split("\r\x1b[K")[-1]
     assert line == "step 1/4 | loss 3.250 | ETA 1m30s"
 
@@ -496,12 +475,11 @@ def test_live_progress_throttles_redraws():
 
 
 def test_plain_progress_logs_every_n_steps_and_every_event():
-    out, clock = io.StringIO(), FakeClock()
-    progress = TrainingProgress(out, live=False, clock=clock, log_every=5)
+    out = io.StringIO()
+    progress = TrainingProgress(out, live=False, log_every=5)
     progress.on_event(RunStarted(run="r", resumed=True, step=3, total_steps=12, n_params=1000, device="cuda:0",
                                  world_size=2))
     for index in range(3, 12):
-        clock.now += 1.0
         progress.on_event(step(index))
     progress.on_event(SampleGenerated(step=11, epoch=0, tokens_seen=1, prompt="Hi", text="Hi\nthere"))
     progress.on_event(CheckpointSaved(step=12, path="/runs/r/checkpoints/step-00000012", val_loss=2.0, best=True))
@@ -518,8 +496,27 @@ def test_plain_progress_logs_every_n_steps_and_every_event():
                           "warning: something to know"]
 
 
-def test_format_duration():
-    assert format_duration(0.4) == "0s"
-    assert format_duration(59) == "59s"
-    assert format_duration(192) == "3m12s"
-    assert format_duration(2 * 3600 + 5 * 60 + 30) == "2h05m"
+def test_the_cli_and_the_app_show_the_same_eta_and_best_loss_for_the_same_events(data_dir, capsys, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "200")
+    events = [RunStarted(run="r", resumed=False, step=0, total_steps=10, n_params=1000, device="cpu", time=100.0),
+              step(0, time=103.0),
+              EvalDone(step=0, epoch=0, tokens_seen=64, train_loss=5.0, val_loss=5.25, train_ppl=1.0, val_ppl=1.0),
+              step(1, time=106.0),
+              EvalDone(step=1, epoch=0, tokens_seen=128, train_loss=4.0, val_loss=5.5, train_ppl=1.0, val_ppl=1.0),
+              step(2, time=109.0)]
+    run = RunStore().create("r", {})
+    writer = MetricsWriter(run.metrics_path)
+    out = io.StringIO()
+    progress = TrainingProgress(out, live=True, min_redraw_interval=0.0)
+    for event in events:
+        writer.write(event)  # as the trainer does: the file for the app, the events for its own line
+        progress.on_event(event)
+    writer.close()
+
+    summary = RunStore().list()[0]  # what the app polls and `tui-gpt runs` lists
+    app_progress = describe_progress("r", "running", summary.progress, summary).plain
+    cli_line = out.getvalue().split("\r\x1b[K")[-1]
+    assert "ETA 21s" in cli_line and "ETA 21s" in app_progress  # 3 s a step, 7 to go
+    assert main(["runs"]) == 0
+    cli_row = capsys.readouterr().out.splitlines()[1]
+    assert "5.250" in cli_row.split() and "5.250" in run_row(summary)  # the best, not the latest (5.500)

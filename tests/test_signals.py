@@ -12,11 +12,11 @@ from pathlib import Path
 import pytest
 
 from engine.runs.checkpoints import latest_checkpoint
-from engine.runs.events import StepDone, read_events
+from engine.runs.events import MetricsReader, StepDone
+from engine.runs.exit_codes import EXIT_ABORTED, EXIT_STOPPED
 from engine.runs.store import RunStore
 
 REPO = Path(__file__).resolve().parents[1]
-EXIT_STOPPED, EXIT_ABORTED = 3, 130
 
 
 @pytest.fixture
@@ -39,7 +39,7 @@ def wait_for_steps(data_dir: Path, run: str, count: int, process: subprocess.Pop
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         assert process.poll() is None, process.communicate()
-        if metrics.exists() and sum(isinstance(e, StepDone) for e in read_events(metrics)) >= count:
+        if metrics.exists() and sum(isinstance(e, StepDone) for e in MetricsReader(metrics).read_new()) >= count:
             return
         time.sleep(0.1)
     raise AssertionError(f"no {count} steps within {timeout} s")

@@ -16,7 +16,9 @@ from engine.runs.checkpoints import latest_checkpoint
 
 from engine.training.checkpointing import load_checkpoint
 from engine.errors import CorpusError, RunError
-from engine.runs.events import CheckpointSaved, EvalDone, RunEnded, RunStarted, SampleGenerated, StepDone, read_events
+from engine.runs.events import (
+    CheckpointSaved, EvalDone, MetricsReader, RunEnded, RunStarted, SampleGenerated, StepDone,
+)
 from engine.runs.store import RunStore
 from engine.training.settings import TrainConfig
 from engine.training.trainer import train_run
@@ -42,14 +44,14 @@ def corpus(tmp_path, verdict_text) -> Path:
 
 
 def step_losses(run_dir: Path) -> list[float]:
-    return [e.loss for e in read_events(run_dir / "metrics.jsonl") if isinstance(e, StepDone)]
+    return [e.loss for e in MetricsReader(run_dir / "metrics.jsonl").read_new() if isinstance(e, StepDone)]
 
 
 def test_run_records_events_status_and_checkpoint(corpus, data_dir):
     outcome = train_run(tiny_train_config(corpus, max_steps=5), run_name="tiny", data_dir=data_dir)
     assert (outcome.state, outcome.step) == ("finished", 5)
     run = RunStore(data_dir).open("tiny")
-    events = read_events(run.metrics_path)
+    events = MetricsReader(run.metrics_path).read_new()
     assert isinstance(events[0], RunStarted) and events[0].total_steps == 5
     assert [e.step for e in events if isinstance(e, StepDone)] == [0, 1, 2, 3, 4]
     assert [e.step for e in events if isinstance(e, EvalDone)] == [0, 2, 4]
@@ -174,7 +176,7 @@ def test_torchrun_two_gloo_ranks_train_and_resume(corpus, tmp_path):
         )
         assert result.returncode == 0, phase + result.stdout + result.stderr[:6000]
         assert f"rank 0 {expected}" in result.stdout and f"rank 1 {expected}" in result.stdout
-    events = read_events(data_dir / "runs" / "ddp" / "metrics.jsonl")
+    events = MetricsReader(data_dir / "runs" / "ddp" / "metrics.jsonl").read_new()
     started = [e for e in events if isinstance(e, RunStarted)]
     assert [s.world_size for s in started] == [2, 2] and [s.resumed for s in started] == [False, True]
     # Rank 0 alone writes metrics: one line per step, no duplicates.

@@ -21,7 +21,7 @@ from torch.utils.data import DataLoader, Sampler, Subset, default_collate
 from engine.training import distributed
 from engine.runs.checkpoints import best_checkpoint
 from engine.training.checkpointing import load_latest_valid, save_checkpoint
-from engine.training.state_codec import state_to_tensors, tensors_to_state
+from engine.training.state_codec import state_to_tensors
 from engine.model.config import GPTConfig, get_preset
 from engine.data.corpus import load_corpus, require_tokens
 from engine.data.windows import TokenWindowDataset
@@ -256,7 +256,7 @@ def _load_resume_state(run, model, optimizer, fingerprint: str, say) -> _ResumeS
         say(f"warning: {warning}")
     if checkpoint is None:
         raise RunError(f"run {run.name} has no valid checkpoint to resume from")
-    state = tensors_to_state(checkpoint.training_tensors, checkpoint.training_meta)
+    state = checkpoint.training_state()
     model.load_state_dict(checkpoint.model_state)
     optimizer.load_state_dict(state["optimizer"])
     position = LoopPosition(**state["position"])

@@ -39,7 +39,7 @@ async def shoot(data_dir: Path, out: Path) -> None:
     app = TuiGptApp(data_dir)
     async with app.run_test(size=SIZE) as pilot:
         await wait_until_ready(pilot, app)
-        await wait_for(pilot, lambda: len(app.histories) == 2, what="the runs")
+        await wait_for(pilot, lambda: len(app.runs.progress) == 2, what="the runs")
         for editor in app.query("Input, PromptInput"):
             editor.cursor_blink = False
         prompt = app.query_one("#prompt-pane")

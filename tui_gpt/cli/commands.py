@@ -1,8 +1,9 @@
 """What `tui-gpt` does for each command: train, runs, runs delete, generate, or open the app.
 
 `tui_gpt.cli.main` parses the command line and turns failures into one line; the
-functions here do the work. Like the parser, this module imports no torch and
-no engine at import time: each command imports what it needs when it runs.
+functions here do the work. Like the parser, this module imports no torch at
+import time (only the engine's torch-free run folder contract): each command
+imports what it needs when it runs.
 """
 
 from __future__ import annotations
@@ -17,7 +18,9 @@ import sys
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-from tui_gpt.cli.main import EXIT_FAILED, EXIT_FINISHED, EXIT_STOPPED, print_error
+from engine.runs.exit_codes import EXIT_FAILED, EXIT_FINISHED, EXIT_STOPPED
+from tui_gpt.cli.main import print_error
+from tui_gpt.formatting import format_number, human_size
 
 
 def _explicit_data_dir(args: argparse.Namespace) -> Path | None:
@@ -181,7 +184,8 @@ _COLUMNS = ("NAME", "MODEL", "STEPS", "BEST VAL LOSS", "BEST VAL PPL", "UPDATED"
 
 def _runs_table(runs) -> str:
     rows = [_COLUMNS] + [
-        (run.name, run.model, str(run.steps), _number(run.best_val_loss, ".3f"), _number(run.best_val_ppl, ".1f"),
+        (run.name, run.model, str(run.steps), format_number(run.best_val_loss, ".3f"),
+         format_number(run.best_val_ppl, ".1f"),
          run.updated.astimezone().strftime("%Y-%m-%d %H:%M"), human_size(run.size_bytes), run.state)
         for run in runs
     ]
@@ -199,20 +203,6 @@ def _run_as_json(run) -> dict[str, Any]:
     return {"name": run.name, "model": run.model, "steps": run.steps, "best_val_loss": run.best_val_loss,
             "best_val_ppl": run.best_val_ppl, "updated": run.updated.isoformat(), "size_bytes": run.size_bytes,
             "state": run.state, "message": run.message}
-
-
-def _number(value: float | None, spec: str) -> str:
-    return "-" if value is None else format(value, spec)
-
-
-def human_size(size: int) -> str:
-    """Bytes for people: '512 B', '3.4 KB', '1.2 GB' (powers of 1024)."""
-    value, unit = float(size), "B"
-    for unit in ("B", "KB", "MB", "GB", "TB"):
-        if value < 1024 or unit == "TB":
-            break
-        value /= 1024
-    return f"{size} B" if unit == "B" else f"{value:.1f} {unit}"
 
 
 # -- generate ------------------------------------------------------------------------------

@@ -1,8 +1,9 @@
 """The `tui-gpt` command: the Textual app, or `train`, `runs` and `generate` without it.
 
-Nothing heavy is imported at module level (no torch, no engine): `tui-gpt --help`
-answers at once and the app's first frame is not held up. Each command imports
-what it needs when it runs.
+Nothing heavy is imported at module level (no torch; from the engine only its
+torch-free errors and exit codes): `tui-gpt --help` answers at once, the app's
+first frame is not held up, and a broken torch install still ends in one line.
+Each command imports what it needs when it runs.
 """
 
 from __future__ import annotations
@@ -18,10 +19,8 @@ from pathlib import Path
 from typing import Sequence
 
 import tui_gpt
-
-# Exit statuses, the same as engine.training.signals': this module cannot import that before
-# torch (engine's package imports it), and must report errors even when torch is broken.
-EXIT_FINISHED, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_STOPPED, EXIT_ABORTED = 0, 1, 2, 3, 130
+from engine.errors import TuiGptError
+from engine.runs.exit_codes import EXIT_ABORTED, EXIT_BAD_INPUT, EXIT_FAILED, EXIT_FINISHED, EXIT_STOPPED
 
 EPILOG = f"""\
 exit codes:
@@ -182,10 +181,7 @@ def _one_line(text: str) -> str:
 
 def _report_failure(exc: Exception, args: argparse.Namespace) -> int:
     """Show `exc` as one line on stderr and return the exit code it deserves."""
-    # Looked up, not imported: a TuiGptError means engine.errors is loaded, and a
-    # failure to import the engine (a broken torch) must still end in one line.
-    errors = sys.modules.get("engine.errors")
-    if errors is not None and isinstance(exc, errors.TuiGptError):
+    if isinstance(exc, TuiGptError):
         print_error(str(exc))
         return EXIT_BAD_INPUT
     if _is_out_of_memory(exc):
