@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import math
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 import torch
+
+from engine.runs.events import Event, LossSpike, UpdateRatios
 
 
 def snapshot_weights(named_parameters: Iterable[tuple[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
@@ -24,13 +26,17 @@ def snapshot_weights(named_parameters: Iterable[tuple[str, torch.Tensor]]) -> di
 @torch.no_grad()
 def update_to_weight_ratios(named_parameters: Iterable[tuple[str, torch.Tensor]],
                             before: dict[str, torch.Tensor]) -> dict[str, float]:
-    """|w - w_before| / |w_before| (Frobenius norms) for each tensor in `before`."""
+    """|w - w_before| / |w_before| (Frobenius norms) for each tensor in `before`.
+
+    Tensors that were all zeros before (a fresh bias) have no ratio and are left out.
+    """
     ratios = {}
     for name, p in named_parameters:
         if name in before:
             old = before[name].float()
             norm = old.norm().item()
-            ratios[name] = (p.detach().float() - old).norm().item() / norm if norm else math.inf
+            if norm:
+                ratios[name] = (p.detach().float() - old).norm().item() / norm
     return ratios
 
 
@@ -68,3 +74,34 @@ class LossSpikeDetector:
             return math.nan, math.nan
         mean = sum(self._recent) / len(self._recent)
         return mean, math.sqrt(sum((x - mean) ** 2 for x in self._recent) / len(self._recent))
+
+
+class HealthWatch:
+    """What the training loop calls around each optimizer step to report health events.
+
+    Every step's loss goes through a LossSpikeDetector; at steps that are evaluated
+    (`step % eval_freq == 0`) the weights are copied before the update and the
+    update-to-weight ratios emitted after it.
+    """
+
+    def __init__(self, model: torch.nn.Module, eval_freq: int, emit: Callable[[Event], None],
+                 detector: LossSpikeDetector | None = None):
+        self.model = model
+        self.eval_freq = eval_freq
+        self.emit = emit
+        self.detector = detector or LossSpikeDetector()
+        self._before: dict[str, torch.Tensor] | None = None
+
+    def before_step(self, step: int, loss: float) -> None:
+        spike = self.detector.observe(loss)
+        if spike is not None:
+            self.emit(LossSpike(step=step, loss=spike.loss, recent_mean=spike.mean, recent_std=spike.std,
+                                reason=spike.reason))
+        if self.eval_freq and step % self.eval_freq == 0:
+            self._before = snapshot_weights(self.model.named_parameters())
+
+    def after_step(self, step: int) -> None:
+        if self._before is not None:
+            ratios = update_to_weight_ratios(self.model.named_parameters(), self._before)
+            self._before = None
+            self.emit(UpdateRatios(step=step, ratios=ratios))

@@ -107,6 +107,29 @@ EVENT_TYPES: dict[str, type[Event]] = {
 }
 
 
+# Training health (engine.insight.health): reported beside the steps, read by whoever watches.
+
+
+@dataclass
+class UpdateRatios(Event):
+    kind: ClassVar[str] = "update_ratios"
+    step: int
+    ratios: dict[str, float]  # parameter tensor name -> |w_after - w_before| / |w_before| of this step
+
+
+@dataclass
+class LossSpike(Event):
+    kind: ClassVar[str] = "loss_spike"
+    step: int
+    loss: float  # null in the file when non-finite
+    recent_mean: float
+    recent_std: float
+    reason: str  # "spike" (far above the recent spread) or "non-finite"
+
+
+EVENT_TYPES.update({cls.kind: cls for cls in (UpdateRatios, LossSpike)})
+
+
 def event_from_dict(data: dict[str, Any]) -> Event | None:
     """Rebuild an event; None for a kind this version does not know (newer writers)."""
     cls = EVENT_TYPES.get(data.get("event", ""))
