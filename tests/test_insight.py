@@ -14,6 +14,7 @@ from engine.insight.health import LossSpikeDetector, snapshot_weights, update_to
 from engine.insight.logit_lens import logit_lens_ids
 from engine.insight.scoring import plan_windows, score_ids, score_text
 from engine.insight.tokens import encode
+from engine.model.config import GPTConfig
 from engine.model.gpt import GPTModel
 from engine.model.tokenizer import get_tokenizer
 from engine.training.loss import calc_loss_batch
@@ -211,3 +212,12 @@ def test_loss_spike_detector_flags_a_jump_and_non_finite_losses():
     assert spike is not None and spike.reason == "spike" and spike.mean == pytest.approx(3.01, abs=0.01)
     assert detector.observe(float("nan")).reason == "non-finite"
     assert detector.observe(3.01) is None
+
+
+def test_the_scoring_benchmark_case_reports_windows_and_tokens_per_second():
+    from bench.scoring import scoring_case
+
+    cfg = GPTConfig(context_length=32, emb_dim=32, n_heads=2, n_layers=1, drop_rate=0.0)
+    result = scoring_case(torch.device("cpu"), cfg, n_tokens=100, repeats=1, warmup=0, sync=None, title="score")
+    assert [check.passed for check in result.checks] == [True]
+    assert len(result.rows) == 3 and all(row.rate > 0 and "windows/s" in row.note for row in result.rows)
