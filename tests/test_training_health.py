@@ -45,3 +45,16 @@ def test_a_non_finite_loss_is_reported_as_a_loss_spike_before_the_run_fails(conf
     assert train_run(config.with_overrides(eval_freq=100), run_name="nan", data_dir=data_dir).state == "failed"
     spikes = [e for e in read_events(RunStore(data_dir).open("nan").metrics_path) if isinstance(e, LossSpike)]
     assert [(e.step, e.reason, e.loss) for e in spikes] == [(2, "non-finite", None)]
+
+
+def test_the_progress_lines_report_a_loss_spike():
+    import io
+
+    from tui_gpt.cli.progress import TrainingProgress
+
+    out = io.StringIO()
+    progress = TrainingProgress(out, live=False)
+    progress.on_event(LossSpike(step=41, loss=9.5, recent_mean=3.2, recent_std=0.1, reason="spike"))
+    progress.on_event(LossSpike(step=42, loss=float("nan"), recent_mean=3.2, recent_std=0.1, reason="non-finite"))
+    assert out.getvalue().splitlines() == ["loss spike at step 42: loss 9.500, recent mean 3.200 ± 0.100",
+                                           "loss spike at step 43: loss not finite, recent mean 3.200 ± 0.100"]
