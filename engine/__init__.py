@@ -12,6 +12,7 @@ loads no torch; torch is imported when a name that needs it is first used.
     engine/training/  settings, loss, schedule, the loop, a whole run, devices, torchrun
     engine/runs/      the run-folder contract (no torch): store, lock, events, summaries, checkpoint files
     engine/weights/   where a model's weights come from: tui-gpt checkpoints, GPT-2, the book's .pth
+    engine/insight/   looking inside a model: scoring a text, logit lens, attention, comparisons, training health
 """
 
 from __future__ import annotations

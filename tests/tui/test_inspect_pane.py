@@ -160,3 +160,18 @@ async def test_a_text_file_is_opened_and_scored(data_dir, tmp_path):
         await pilot.press("enter")
         await wait_for(pilot, lambda: pane.score is not None and not pane.busy, what="the score")
         assert pane.text_input.text == TEXT and "".join(pane.tokens_view.texts) == TEXT
+
+
+async def test_the_cursor_stays_in_view_in_a_long_text(data_dir):
+    app = TuiGptApp(data_dir)
+    async with app.run_test(size=(80, 24)) as pilot:
+        pane = await open_inspect(pilot)
+        await score(pilot, pane, " ".join([TEXT] * 12))
+        scroll = app.query_one("#inspect-scroll")
+        assert scroll.scroll_y == 0
+        await pilot.press("end")
+        await pilot.pause(0.2)
+        assert scroll.scroll_y > 0 and scroll.scroll_y >= scroll.max_scroll_y - scroll.size.height
+        await pilot.press("home")
+        await pilot.pause(0.2)
+        assert scroll.scroll_y == 0

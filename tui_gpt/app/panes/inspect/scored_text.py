@@ -8,6 +8,7 @@ second model was compared, whether it got better or worse there.
 from __future__ import annotations
 
 from rich.text import Text
+from textual.geometry import Region
 from textual.message import Message
 from textual.widgets import Static
 
@@ -102,8 +103,7 @@ class ScoredTextView(Static, can_focus=True):
         for line_number, line in enumerate(text.wrap(self.app.console, width)):
             seen += len(line) + 1
             if seen > offset:
-                self.parent.scroll_to_region(self.region.__class__(0, self.virtual_region.y + line_number, 1, 1),
-                                             animate=False)
+                self.parent.scroll_to_region(Region(0, line_number, 1, 1), animate=False)
                 return
 
     def _style(self, index: int) -> str:
