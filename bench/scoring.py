@@ -47,5 +47,5 @@ def scoring_case(device: torch.device, cfg: GPTConfig, n_tokens: int, repeats: i
     for name, sample in samples.items():
         windows = len(scores[name].windows)
         result.rows.append(Row(name, sample.median, f"{n_tokens} tokens", (n_tokens - 1) / sample.median, "tok/s",
-                               spread=sample.spread, note=f"{windows} windows, {windows / sample.median:.1f} windows/s"))
+                               spread=sample.spread, note=f"{windows} windows, {windows / sample.median:.3g} windows/s"))
     return result
