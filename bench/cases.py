@@ -45,6 +45,7 @@ class Settings:
     decode_variants: tuple[str, ...] = ("engine-fp32", "engine-bf16", "engine-int8")
     compile: bool = False  # torch.compile the engine's training model
     tui_preset: str = "gpt2-small"
+    score_tokens: int = 1000  # the text scored by the score-124m case
     command_line: str = ""  # the options the run was started with, for the report
 
     def sync(self) -> Callable[[], None] | None:

@@ -12,6 +12,7 @@ from engine.model.config import PRESETS, GPTConfig
 from .cases import Settings, decode_case, first_token_case, train_case
 from .machine import LoadMonitor, describe_machine, gpu_peak_flops
 from .report import CaseResult
+from .scoring import scoring_case
 from .tui import first_frame_case, tui_stream_case
 
 
@@ -44,6 +45,9 @@ def case_table(settings: Settings) -> dict[str, Callable[[], CaseResult]]:
             s.tui_preset, n, s.prompt, s.decode_repeats, s.warmup,
             f"TUI vs headless stream, {s.tui_preset}, {n} tokens"),
         "tui-first-frame": lambda: first_frame_case(s.repeats, s.warmup, "tui-gpt start to first frame"),
+        "score-124m": lambda: scoring_case(
+            s.device, s.large, s.score_tokens, s.repeats, s.warmup, s.sync(),
+            f"score a {s.score_tokens}-token text, {_size(s.large)}"),
     }
 
 

@@ -13,6 +13,7 @@ loads no torch; torch is imported when a name that needs it is first used.
     engine/runs/      the run-folder contract (no torch): store, lock, events and their progress, summaries,
                       checkpoint files, exit codes, untrusted-file reading
     engine/weights/   where a model's weights come from: one resolver over tui-gpt checkpoints, GPT-2, the book's .pth
+    engine/insight/   looking inside a model: scoring a text, logit lens, attention, comparisons, training health
 """
 
 from __future__ import annotations

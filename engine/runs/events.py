@@ -111,6 +111,29 @@ EVENT_TYPES: dict[str, type[Event]] = {
 }
 
 
+# Training health (engine.insight.health): reported beside the steps, read by whoever watches.
+
+
+@dataclass
+class UpdateRatios(Event):
+    kind: ClassVar[str] = "update_ratios"
+    step: int
+    ratios: dict[str, float]  # parameter tensor name -> |w_after - w_before| / |w_before| of this step
+
+
+@dataclass
+class LossSpike(Event):
+    kind: ClassVar[str] = "loss_spike"
+    step: int
+    loss: float  # null in the file when non-finite
+    recent_mean: float
+    recent_std: float
+    reason: str  # "spike" (far above the recent spread) or "non-finite"
+
+
+EVENT_TYPES.update({cls.kind: cls for cls in (UpdateRatios, LossSpike)})
+
+
 # What a field of each annotation may hold in a file. Floats may be null: non-finite values are written so.
 _ACCEPTS = {
     "int": lambda v: isinstance(v, int) and not isinstance(v, bool),
@@ -119,6 +142,8 @@ _ACCEPTS = {
     "bool": lambda v: isinstance(v, bool),
 }
 _ACCEPTS["float | None"] = _ACCEPTS["float"]
+_ACCEPTS["dict[str, float]"] = lambda v: isinstance(v, dict) and all(
+    isinstance(k, str) and _ACCEPTS["float"](x) for k, x in v.items())
 
 
 def event_from_dict(data: Any) -> Event | None:

@@ -15,6 +15,7 @@ from typing import Callable, Iterable
 
 import torch
 
+from engine.insight.health import HealthWatch
 from engine.training.device import autocast
 from engine.runs.events import EvalDone, Event, SampleGenerated, StepDone
 from engine.model.generation import generate_text_simple
@@ -112,6 +113,7 @@ class TrainingLoop:
         self.average = average  # across ranks: mean of an evaluation loss
         self.params = [p for p in model.parameters() if p.requires_grad]
         self._sampled_step: int | None = None
+        self.health = HealthWatch(self.raw_model, settings.eval_freq, emit)  # loss spikes, update ratios
 
     def on_checkpoint(self, reason: str) -> None:
         self._save(reason)
@@ -177,6 +179,7 @@ class TrainingLoop:
 
     def _optimizer_step(self, loss_value: float, step_tokens: int, step_start: float) -> None:
         s, pos = self.s, self.pos
+        self.health.before_step(pos.step, loss_value)
         grads = [p.grad for p in self.params if p.grad is not None]
         grad_norm = torch.nn.utils.get_total_norm(grads)
         grad_norm_value = float(grad_norm)
@@ -192,6 +195,7 @@ class TrainingLoop:
         for group in self.optimizer.param_groups:
             group["lr"] = lr
         self.optimizer.step()
+        self.health.after_step(pos.step)
         self.optimizer.zero_grad(set_to_none=True)
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)

@@ -68,6 +68,23 @@ async def shoot(data_dir: Path, out: Path) -> None:
         app.query_one("#stats-pane").show_run("nano-lr-4e-4")
         await pilot.pause(0.3)
         app.save_screenshot(str(out / "stats.svg"))
+        await shoot_inspect(pilot, out, "nano-lr-1e-3")
+
+
+async def shoot_inspect(pilot, out: Path, run: str) -> None:
+    """The Inspect pane: the end of the verdict scored by the run's best checkpoint, the logit lens at a token."""
+    app = pilot.app
+    await pilot.press("f5")
+    inspect = app.query_one("#inspect-pane")
+    inspect.choice = ModelChoice("run", run, "best")
+    app.query_one("#inspect-input").cursor_blink = False
+    inspect.text_input.load_text(VERDICT.read_text(encoding="utf-8")[-420:])
+    await pilot.press("ctrl+s")
+    await wait_for(pilot, lambda: inspect.score is not None and not inspect.busy, timeout=60)
+    await pilot.press(*["right"] * 12, "l")
+    await wait_for(pilot, lambda: inspect.lens is not None and not inspect.busy, timeout=60)
+    await pilot.pause(0.3)
+    app.save_screenshot(str(out / "inspect.svg"))
 
 
 def main() -> None:

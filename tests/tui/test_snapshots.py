@@ -70,3 +70,32 @@ def test_token_inspector_with_probability_colours(snap_compare, scene):
 
 def test_model_picker(snap_compare, scene):
     assert snap_compare(TuiGptApp(scene), terminal_size=(80, 24), run_before=ready_on("f1", "ctrl+o"))
+
+
+INSPECTED = "I had always thought Jack Gisburn rather a cheap genius, though a good fellow enough."
+
+
+def inspecting(*keys: str):
+    async def run_before(pilot) -> None:
+        app = pilot.app
+        await ready_on("f5")(pilot)
+        pane = app.query_one("#inspect-pane")
+        app.query_one("#inspect-input").cursor_blink = False
+        pane.text_input.load_text(INSPECTED)
+        await pilot.press("ctrl+s")
+        await wait_for(pilot, lambda: pane.score is not None and not pane.busy, what="the score")
+        for key in keys:
+            await pilot.press(key)
+            await wait_for(pilot, lambda: not pane.busy, what=key)
+        await pilot.pause(0.2)
+
+    return run_before
+
+
+@pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
+def test_inspect_pane_with_a_scored_text(snap_compare, scene, size):
+    assert snap_compare(TuiGptApp(scene), terminal_size=size, run_before=inspecting("right", "right", "right"))
+
+
+def test_inspect_pane_attention_strips(snap_compare, scene):
+    assert snap_compare(TuiGptApp(scene), terminal_size=(80, 24), run_before=inspecting("end", "a"))

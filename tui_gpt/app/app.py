@@ -37,6 +37,7 @@ from tui_gpt.app.messages import (
 )
 from tui_gpt.app.services.run_watch import RunWatch
 from tui_gpt.app.screens.quit_while_training import QuitWhileTrainingScreen
+from tui_gpt.app.panes.inspect.inspect_pane import InspectPane
 from tui_gpt.app.panes.prompt.prompt_input import PromptInput
 from tui_gpt.app.panes.prompt.prompt_pane import PromptPane
 from tui_gpt.app.panes.runs.runs_pane import RunsPane
@@ -46,7 +47,7 @@ from tui_gpt.app.panes.train.train_pane import TrainPane
 from tui_gpt.app.panes.prompt.transcript_view import TranscriptView
 
 POLL_INTERVAL = 0.5  # seconds between looks at the run folders
-PANE_TITLES = {"prompt": "Prompt", "train": "Train", "stats": "Stats", "runs": "Runs"}
+PANE_TITLES = {"prompt": "Prompt", "train": "Train", "stats": "Stats", "runs": "Runs", "inspect": "Inspect"}
 
 
 class TuiGptApp(App):
@@ -75,6 +76,8 @@ class TuiGptApp(App):
                 yield StatsPane(self.runs.progress, id="stats-pane")
             with TabPane("Runs", id="runs"):
                 yield RunsPane(id="runs-pane")
+            with TabPane("Inspect", id="inspect"):
+                yield InspectPane(id="inspect-pane")
         yield StatusBar()
         yield Footer(compact=True)
 
@@ -84,7 +87,7 @@ class TuiGptApp(App):
         super().notify(message, title=title, severity=severity, timeout=timeout, markup=markup)
 
     def pane(self, name: str) -> Widget:
-        """The pane widget of a tab: "prompt", "train", "stats" or "runs"."""
+        """The pane widget of a tab: "prompt", "train", "stats", "runs" or "inspect"."""
         return self.query_one(f"#{name}-pane")
 
     # -- the engine -----------------------------------------------------------------------------
@@ -107,7 +110,8 @@ class TuiGptApp(App):
         session = self.session = message.session
         self._apply_keymap(session.data_dir / "keymap.json")
         self.query_one(StatusBar).show("engine", f"engine ready · {session.device}")
-        for pane in (self.query_one(PromptPane), self.query_one(TrainPane), self.query_one(RunsPane)):
+        for pane in (self.query_one(PromptPane), self.query_one(TrainPane), self.query_one(RunsPane),
+                     self.query_one(InspectPane)):
             pane.engine_ready(session)
         self._poll()
         self.set_interval(POLL_INTERVAL, self._poll)
@@ -231,7 +235,7 @@ class TuiGptApp(App):
             if binding.action != "quit":  # Textual lists Quit already
                 yield self._command(binding, self, binding.description)
         targets = (("prompt", PromptPane), ("prompt", PromptInput), ("prompt", TranscriptView),
-                   ("train", TrainPane), ("stats", StatsPane), ("runs", RunsPane))
+                   ("train", TrainPane), ("stats", StatsPane), ("runs", RunsPane), ("inspect", InspectPane))
         for pane, widget_type in targets:
             widget = self.query_one(widget_type)
             for binding in widget_type.BINDINGS:

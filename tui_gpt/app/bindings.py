@@ -23,6 +23,8 @@ APP = [
             tooltip="Loss and perplexity plots of one or more runs"),
     Binding("f4", "show_pane('runs')", "Runs", id="pane.runs", group=PANES,
             tooltip="Every run: open, prompt, resume or delete it"),
+    Binding("f5", "show_pane('inspect')", "Inspect", id="pane.inspect", group=PANES,
+            tooltip="Score a text and look inside the model: logit lens, attention, another model"),
     # For terminals that keep function keys for themselves. Alt+digit cannot serve: Textual
     # reads Esc+digit as macOS Option characters. Priority, or a focused text input would
     # take the letter.
@@ -30,6 +32,7 @@ APP = [
     Binding("alt+t", "show_pane('train')", show=False, priority=True, id="pane.train.alt"),
     Binding("alt+s", "show_pane('stats')", show=False, priority=True, id="pane.stats.alt"),
     Binding("alt+r", "show_pane('runs')", show=False, priority=True, id="pane.runs.alt"),
+    Binding("alt+i", "show_pane('inspect')", show=False, priority=True, id="pane.inspect.alt"),
     Binding("ctrl+q", "quit", "Quit", id="app.quit", priority=True, tooltip="Quit (asks about runs still training)"),
 ]
 
@@ -77,6 +80,36 @@ RUNS_PANE = [
     Binding("l", "prompt", "Prompt", id="runs.prompt", tooltip="Load the run's best checkpoint for prompting"),
     Binding("r", "resume", "Resume", id="runs.resume", tooltip="Resume the run in the train pane"),
     Binding("d,delete", "delete", "Delete", id="runs.delete", tooltip="Delete the run (asks first)"),
+]
+
+INSPECT_PANE = [
+    Binding("ctrl+s", "score", "Score", id="inspect.score", tooltip="Score the text: colour each token by its rank"),
+    Binding("ctrl+o", "choose_model", "Model", id="inspect.choose_model", tooltip="Choose the model to inspect"),
+    Binding("ctrl+l", "open_file", "Open", id="inspect.open", tooltip="Read the text from a file"),
+]
+
+INSPECT_TOKENS = [
+    Binding("left", "move(-1)", "Previous token", id="inspect.previous", group=MOVE, key_display="←"),
+    Binding("right", "move(1)", "Next token", id="inspect.next", group=MOVE, key_display="→"),
+    Binding("up", "move(-10)", "Back 10 tokens", id="inspect.back", show=False),
+    Binding("down", "move(10)", "On 10 tokens", id="inspect.on", show=False),
+    Binding("home", "edge(False)", "First token", id="inspect.first", show=False),
+    Binding("end", "edge(True)", "Last token", id="inspect.last", show=False),
+    Binding("c", "colours", "Colours", id="inspect.colours", tooltip="Colour by rank, probability or the comparison"),
+]
+
+INSPECT_VIEWS = [  # on the pane, shown while the tokens have the focus
+    Binding("t", "side('token')", "Token", id="inspect.token", tooltip="The selected token's odds"),
+    Binding("l", "side('lens')", "Lens", id="inspect.lens", tooltip="Logit lens at the selected token"),
+    Binding("a", "side('attention')", "Attn", id="inspect.attention",
+            tooltip="The selected token's attention, per head"),
+    Binding("h", "side('heads')", "Heads", id="inspect.heads", tooltip="Every head: where it looks (layers x heads)"),
+    Binding("m", "compare", "Compare", id="inspect.compare", tooltip="Compare with a second model"),
+    Binding("escape", "edit", "Edit", id="inspect.edit", tooltip="Back to the text"),
+]
+
+OPEN_FILE = [
+    Binding("escape", "cancel", "Cancel", id="open.cancel"),
 ]
 
 CONFIRM = [

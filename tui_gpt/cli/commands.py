@@ -273,22 +273,32 @@ def _read_prompt(args: argparse.Namespace) -> str:
 
 
 def _load_model_to_generate(args: argparse.Namespace, device):
+    return load_model(chosen_model(args), device, args.seed)
+
+
+def chosen_model(args: argparse.Namespace):
+    """The engine.weights.resolver.ModelSpec of a command's --run-name [--best] | --checkpoint | --model."""
+    from engine.weights.resolver import ModelSpec
+
+    if args.run_name is not None:
+        return ModelSpec(args.run_name, kind="run", best=args.best, data_dir=_explicit_data_dir(args))
+    if args.checkpoint is not None:
+        return ModelSpec(str(args.checkpoint), kind="checkpoint")
+    return ModelSpec(args.model)
+
+
+def load_model(spec, device, seed: int | None = None):
+    """The model `spec` names, saying on stderr what was loaded; `seed` decides a fresh preset's weights."""
     import torch
 
-    from engine.weights.resolver import ModelSpec, resolve_model
+    from engine.weights.resolver import resolve_model
 
-    if args.run_name is not None:
-        spec = ModelSpec(args.run_name, kind="run", best=args.best, data_dir=_explicit_data_dir(args))
-    elif args.checkpoint is not None:
-        spec = ModelSpec(str(args.checkpoint), kind="checkpoint")
-    else:
-        spec = ModelSpec(args.model)
-        if args.seed is not None:
-            torch.manual_seed(args.seed)  # a preset's fresh weights come from the global generator
+    if seed is not None and spec.kind == "any":
+        torch.manual_seed(seed)  # a preset's fresh weights come from the global generator
     resolved = resolve_model(spec, device=str(device))
-    if args.run_name is not None:
+    if spec.kind == "run":
         print(f"checkpoint: {resolved.path}", file=sys.stderr)
-    elif args.model is not None:
+    elif spec.kind == "any":
         print(f"model: {resolved.description}", file=sys.stderr)
     for note in resolved.notes:
         print(f"note: {note}", file=sys.stderr)

@@ -11,11 +11,14 @@ every `log_every` steps, so logs stay readable and small.
 
 from __future__ import annotations
 
+import math
 import shutil
 import time
 from typing import Callable, TextIO
 
-from engine.runs.events import CheckpointSaved, EvalDone, Event, RunEnded, RunStarted, SampleGenerated, StepDone
+from engine.runs.events import (
+    CheckpointSaved, EvalDone, Event, LossSpike, RunEnded, RunStarted, SampleGenerated, StepDone,
+)
 from engine.runs.progress import RunProgress
 from tui_gpt.formatting import format_duration, format_number, progress_bar
 
@@ -67,6 +70,10 @@ class TrainingProgress:
                 self._print_line(f"checkpoint at step {event.step} saved{best}: {event.path}")
             case RunEnded():
                 self._on_ended()
+            case LossSpike():
+                loss = "not finite" if event.loss is None or not math.isfinite(event.loss) else f"{event.loss:.3f}"
+                self._print_line(f"loss spike at step {event.step + 1}: loss {loss}, recent mean "
+                                 f"{event.recent_mean:.3f} ± {event.recent_std:.3f}")
 
     def close(self) -> None:
         """End the live line so whatever is printed next starts on a fresh line."""

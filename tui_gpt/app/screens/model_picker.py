@@ -19,14 +19,16 @@ _SECTIONS = (("run", "Trained runs"), ("pretrained", "GPT-2 weights found locall
 class ModelPicker(ModalScreen[ModelChoice | None]):
     BINDINGS = bindings.MODEL_PICKER
 
-    def __init__(self, choices: list[ModelChoice], current: ModelChoice | None) -> None:
+    def __init__(self, choices: list[ModelChoice], current: ModelChoice | None,
+                 question: str = "Choose the model to prompt") -> None:
         super().__init__(classes="dialog-screen")
         self.choices = choices
         self.current = current
+        self.question = question
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog", id="model-picker"):
-            yield Static("Choose the model to prompt", classes="dialog-question")
+            yield Static(self.question, classes="dialog-question")
             options: list[Option | None] = []
             for kind, title in _SECTIONS:
                 section = [c for c in self.choices if c.kind == kind]
