@@ -138,17 +138,12 @@ class TranscriptStore:
         """Add one exchange; OSError if the data dir cannot be written."""
         self.directory.mkdir(parents=True, exist_ok=True)
         line = json.dumps(exchange.to_json(), ensure_ascii=False) + "\n"
-        fd = open_regular_for_writing(self.path_for(model_key), os.O_WRONLY | os.O_APPEND | os.O_CREAT)
-        with os.fdopen(fd, "ab") as f:
-            if f.tell() and not _ends_with_newline(f.name):
+        fd = open_regular_for_writing(self.path_for(model_key), os.O_RDWR | os.O_APPEND | os.O_CREAT)
+        with os.fdopen(fd, "r+b") as f:
+            size = os.fstat(fd).st_size
+            if size and os.pread(fd, 1, size - 1) != b"\n":
                 line = "\n" + line  # after a torn line, start a fresh one rather than extend it
             f.write(line.encode("utf-8"))
 
     def clear(self, model_key: TranscriptKey) -> None:
         self.path_for(model_key).unlink(missing_ok=True)
-
-
-def _ends_with_newline(path: str) -> bool:
-    with open(path, "rb") as f:
-        f.seek(-1, 2)
-        return f.read(1) == b"\n"
