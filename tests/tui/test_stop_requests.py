@@ -15,7 +15,11 @@ import pytest
 
 from engine.runs.lock_holder import LockHolder, process_start_time
 from engine.runs.store import RunStore
+from tui_gpt.app.app import TuiGptApp
+from tui_gpt.app.panes.train.train_pane import TrainPane
 from tui_gpt.app.services.training_process import CannotStop, request_stop
+
+from .helpers import make_run, wait_for
 
 REPO = Path(__file__).resolve().parents[2]
 EXIT_STOPPED = 3
@@ -96,3 +100,22 @@ def test_the_trainer_holding_the_lock_is_stopped(data_dir, verdict_text, tmp_pat
     finally:
         trainer.kill()
         trainer.wait()
+
+
+async def test_the_train_pane_says_it_cannot_stop_a_run_whose_lock_names_another_process(data_dir, decoy):
+    make_run(data_dir, "busy", state="running")
+    run = RunStore(data_dir).open("busy")
+    app = TuiGptApp(data_dir)
+    with forged_lock(run, decoy_locks(decoy.pid)["a trainer's command line"]):
+        async with app.run_test(size=(100, 30)) as pilot:
+            train = app.query_one(TrainPane)
+            await wait_for(pilot, lambda: train.current_run == "busy", what="the app to follow the run")
+            await pilot.press("f2")
+            await wait_for(pilot, lambda: app.focused is not None and train in app.focused.ancestors_with_self,
+                           what="the train pane to have the focus")
+            await pilot.press("ctrl+g")
+            await wait_for(pilot, lambda: any("Cannot stop" in n.message for n in app._notifications))
+            [message] = [n.message for n in app._notifications if "Cannot stop" in n.message]
+            assert message == f"Cannot stop run busy: process {decoy.pid} is not the tui-gpt trainer that locked the run"
+    with pytest.raises(subprocess.TimeoutExpired):
+        decoy.wait(timeout=0.5)
