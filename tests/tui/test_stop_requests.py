@@ -93,7 +93,7 @@ def test_the_trainer_holding_the_lock_is_stopped(data_dir, verdict_text, tmp_pat
         holder = run.lock_holder()
         assert holder == LockHolder(trainer.pid, process_start_time(trainer.pid), tuple(command))
         assert request_stop(holder)
-        out, err = trainer.communicate(timeout=120)
+        _, err = trainer.communicate(timeout=120)
         assert trainer.returncode == EXIT_STOPPED, err
         assert run.read_status()["state"] == "stopped"
         assert not request_stop(holder)  # gone
