@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from engine.model.generation import generate
-from engine.weights.pretrained import load_gpt2
+from engine.weights.gpt2 import load_gpt2
 from engine.runs.store import RunStore
 from engine.model.tokenizer import get_tokenizer, text_to_token_ids, token_ids_to_text
 from tui_gpt.cli.main import main

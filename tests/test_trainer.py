@@ -171,3 +171,33 @@ def test_torchrun_two_gloo_ranks_train_and_resume(corpus, tmp_path):
     first = next(e for e in events if isinstance(e, StepDone))
     assert first.tokens_seen == 2 * 2 * 32
     assert json.loads((data_dir / "runs" / "ddp" / "status.json").read_text())["state"] == "finished"
+
+
+def test_torchrun_a_failed_save_on_rank_0_ends_every_rank_with_its_message(corpus, tmp_path):
+    """Rank 0 alone saves; when that fails (here: a full disk), the other rank must not wait for it forever."""
+    script = tmp_path / "ddp_disk_full.py"
+    script.write_text(textwrap.dedent(f"""
+        import os, sys
+        import engine.training.trainer
+        from engine.errors import CheckpointError
+        from tui_gpt.cli.main import main
+
+        def disk_full(*args, **kwargs):
+            raise CheckpointError("cannot save the checkpoint: disk full")
+
+        if os.environ["RANK"] == "0":
+            engine.training.trainer.save_checkpoint = disk_full
+        sys.exit(main(["train", "--data-dir", {str(tmp_path / "data")!r}, "--corpus", {str(corpus)!r},
+                       "--run", "ddp", "--preset", "gpt-nano", "--context-length", "32", "--batch-size", "2",
+                       "--max-steps", "4", "--checkpoint-every", "2", "--eval-freq", "2",
+                       "--eval-iter", "1", "--sample-tokens", "2", "--device", "cpu"]))
+    """))
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
+    # Far below the 30-minute collective timeout that the other rank would otherwise sit out.
+    result = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--standalone", str(script)],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=240,
+    )
+    assert result.returncode != 0
+    expected = "tui-gpt: error: run ddp failed at step 2: cannot save the checkpoint: disk full"
+    assert result.stderr.count(expected) == 2, result.stdout + result.stderr[-6000:]

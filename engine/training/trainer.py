@@ -9,6 +9,7 @@ folder, holds the run's lock while it trains, records every event in
 from __future__ import annotations
 
 import contextlib
+import os
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -29,6 +30,8 @@ from engine.errors import ConfigError, RunError, TuiGptError
 from engine.runs.events import CheckpointSaved, EvalDone, Event, MetricsWriter, RunEnded, RunStarted, SampleGenerated
 from engine.model.gpt import GPTModel
 from engine.runs.store import RunStore
+from engine.runs.atomic import write_error
+from engine.runs.untrusted_files import open_regular_for_writing
 from engine.data.token_cache import load_token_splits
 from engine.model.tokenizer import get_tokenizer
 from engine.training.settings import TrainConfig
@@ -89,9 +92,9 @@ def _build_model(config: TrainConfig, device: torch.device) -> GPTModel:
     overrides = dict(config.model_overrides)
     if not config.init_from:
         return GPTModel(get_preset(config.preset).with_overrides(**overrides)).to(device)
-    from engine.weights.pretrained import load_any_model
+    from engine.weights.resolver import resolve_model
 
-    model, _ = load_any_model(config.init_from, device=str(device))
+    model = resolve_model(config.init_from, device=str(device)).model
     cfg = model.cfg
     context = overrides.pop("context_length", cfg.context_length)
     if context > cfg.context_length:
@@ -115,12 +118,18 @@ class _RunLog:
     """train.log: one readable line per evaluation, sample, checkpoint and ending."""
 
     def __init__(self, path: Path | None):
-        self.file = open(path, "a", encoding="utf-8") if path else None
+        self.file, self.path = None, path
+        if path:
+            fd = open_regular_for_writing(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT)
+            self.file = os.fdopen(fd, "a", encoding="utf-8")
 
     def __call__(self, line: str) -> None:
         if self.file:
-            self.file.write(time.strftime("%Y-%m-%d %H:%M:%S ") + line + "\n")
-            self.file.flush()
+            try:
+                self.file.write(time.strftime("%Y-%m-%d %H:%M:%S ") + line + "\n")
+                self.file.flush()
+            except OSError as exc:
+                raise write_error(self.path, exc) from exc
 
     def close(self) -> None:
         if self.file:
@@ -279,9 +288,10 @@ def _train_locked(config, ctx, device, run, model, optimizer, resumed: _ResumeSt
         rng = {f"rank{r}": s for r, s in enumerate(ctx.gather_tensor(torch.get_rng_state()))}
         if device.type == "cuda":
             rng["cuda"] = torch.cuda.get_rng_state(device)
-        if not ctx.is_main:
-            ctx.barrier()
-            return
+        # Rank 0 saves; a failure there (a full disk) ends every rank with its message.
+        ctx.run_on_main(lambda: save_checkpoint_now(reason, rng))
+
+    def save_checkpoint_now(reason: str, rng: dict) -> None:
         tensors, meta = state_to_tensors({
             "format": CHECKPOINT_FORMAT,
             "optimizer": optimizer.state_dict(),
@@ -296,7 +306,6 @@ def _train_locked(config, ctx, device, run, model, optimizer, resumed: _ResumeSt
                                val_loss=loop.pos.last_val_loss, keep_last=config.keep_last)
         emit(CheckpointSaved(step=loop.pos.step, path=str(path), val_loss=loop.pos.last_val_loss,
                              best=_is_best(run.checkpoints_dir, path)))
-        ctx.barrier()
 
     settings = LoopSettings(
         epochs=epochs, total_steps=total_steps, eval_freq=config.eval_freq, eval_iter=config.eval_iter, lr=config.lr,
@@ -338,12 +347,15 @@ def _train_locked(config, ctx, device, run, model, optimizer, resumed: _ResumeSt
     finally:
         if state == "failed" and not message:
             message = "the run ended with an internal error; see train.log"
-        emit(RunEnded(step=loop.pos.step, state=state, message=message))
+        # Recording the ending must not hide why the run ended: on a full disk these writes may fail too.
+        with contextlib.suppress(OSError, TuiGptError):
+            emit(RunEnded(step=loop.pos.step, state=state, message=message))
         if ctx.is_main:
             run.write_status(state, step=loop.pos.step, message=message)
-        if writer:
-            writer.close()
-        run_log.close()
+        with contextlib.suppress(OSError):
+            if writer:
+                writer.close()
+            run_log.close()
     return RunOutcome(run_name=run.name, state=state, step=loop.pos.step, message=message)
 
 

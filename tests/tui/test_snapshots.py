@@ -33,7 +33,7 @@ def scene(data_dir, monkeypatch):
     tokens = [TokenRecord(i, text, prob, tuple((100 + j, alt, p) for j, (alt, p) in enumerate(alternatives.items())))
               for i, (text, prob) in enumerate(words)]
     TranscriptStore(data_dir / "transcripts").append(
-        "fresh-gpt-nano",
+        ("fresh", "gpt-nano"),
         Exchange("Every effort moves you", "untrained gpt-nano (13M parameters, random weights)",
                  {"max_new_tokens": 6, "temperature": 0.0, "top_k": None, "top_p": None, "seed": None}, tokens),
     )

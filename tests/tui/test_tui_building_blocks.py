@@ -13,18 +13,19 @@ import pytest
 from textual.color import Color
 
 from engine.runs.events import EvalDone, MetricsWriter, RunEnded, RunStarted, SampleGenerated, StepDone
+from engine.runs.store import RunStore
 from engine.model.gpt import GPTModel
 from engine.model.tokenizer import get_tokenizer
 from tui_gpt.app.services.generation_job import DrainPacer, GenerationSettings, TokenBuffer, run_generation
-from tui_gpt.app.services.model_catalog import ModelChoice
+from tui_gpt.app.services.model_catalog import ModelChoice, load_choice
 from tui_gpt.app.services.run_watch import MetricsFollower, RunHistory
 from tui_gpt.app.services.training_process import TrainingRequest, launch, resume_command, train_command
-from tui_gpt.app.services.transcripts import Exchange, TokenRecord, TranscriptStore, safe_key
+from tui_gpt.app.services.transcripts import Exchange, TokenRecord, TranscriptStore, transcript_file_name
 from tui_gpt.app.panes.prompt.exchange_view import probability_colour
 from tui_gpt.app.panes.prompt.generation_settings import SettingsError, parse_settings
 from tui_gpt.app.panes.prompt.token_inspector import probability_bar, visible
 
-from .helpers import TINY
+from .helpers import TINY, make_run
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -42,35 +43,70 @@ def exchange(prompt: str, *texts: str) -> Exchange:
 
 def test_transcript_round_trips_tokens_and_alternatives(tmp_path):
     store = TranscriptStore(tmp_path)
-    store.append("fresh-gpt-nano", exchange("Hi", " there", " ünïcode"))
-    store.append("fresh-gpt-nano", exchange("Again", "!"))
-    loaded = store.load("fresh-gpt-nano")
+    store.append(("fresh", "gpt-nano"), exchange("Hi", " there", " ünïcode"))
+    store.append(("fresh", "gpt-nano"), exchange("Again", "!"))
+    loaded = store.load(("fresh", "gpt-nano"))
     assert [e.completion for e in loaded] == [" there ünïcode", "!"]
     assert loaded[0].tokens[1].alternatives == ((1, " ünïcode", 0.5), (99, " x", 0.25))
-    assert store.load("fresh-gpt-micro") == []
+    assert store.load(("fresh", "gpt-micro")) == []
 
 
 def test_a_torn_last_line_loses_only_itself(tmp_path):
     store = TranscriptStore(tmp_path)
-    store.append("m", exchange("one", "1"))
-    with open(store.path_for("m"), "a", encoding="utf-8") as f:
+    store.append(("m",), exchange("one", "1"))
+    with open(store.path_for(("m",)), "a", encoding="utf-8") as f:
         f.write('{"prompt": "half')  # a crash in the middle of a write
-    store.append("m", exchange("two", "2"))
-    assert [e.prompt for e in store.load("m")] == ["one", "two"]
+    store.append(("m",), exchange("two", "2"))
+    assert [e.prompt for e in store.load(("m",))] == ["one", "two"]
 
 
-def test_model_keys_become_safe_file_names(tmp_path):
-    assert safe_key("run-my run/../x") == "run-my_run_.._x"
-    key = ModelChoice("file", str(tmp_path / "a b" / "model.safetensors")).transcript_key
-    assert "/" not in safe_key(key) and safe_key(key).startswith("file-model.safetensors-")
+def test_run_names_that_differ_only_in_punctuation_or_case_keep_separate_transcripts(tmp_path):
+    names = ["a b", "a_b", "A_b", "a.b", "a%2Eb", "a/b", "ä_b"]
+    store = TranscriptStore(tmp_path)
+    for name in names:
+        store.append(("run", name, "latest", "id"), exchange(f"to {name}", "x"))
+    for name in names:
+        assert [e.prompt for e in store.load(("run", name, "latest", "id"))] == [f"to {name}"]
+    # Apart on a case-insensitive file system too, and parts never run into each other.
+    keys = [("run", name, "latest", "id") for name in names] + [("run", "a", "b.latest", "id")]
+    assert len({transcript_file_name(key).lower() for key in keys}) == len(keys)
+
+
+def test_transcript_file_names_stay_in_their_folder_and_within_name_limits(tmp_path):
+    for key in [("file", str(tmp_path / "a b" / "model.safetensors")), ("run", "../x", "best", "id"),
+                ("run", "é" * 100, "best", "id"), ("run", "é" * 100, "best", "other id")]:
+        name = transcript_file_name(key)
+        assert "/" not in name and not name.startswith(".") and len(name.encode()) <= 255
+    assert transcript_file_name(("run", "é" * 100, "best", "id")) != transcript_file_name(("run", "é" * 100, "best", "x"))
+
+
+def test_a_runs_latest_and_best_checkpoints_keep_separate_transcripts(data_dir):
+    make_run(data_dir, "alpha")
+    store = RunStore(data_dir)
+    latest = load_choice(ModelChoice("run", "alpha", "latest"), store, "cpu")
+    best = load_choice(ModelChoice("run", "alpha", "best"), store, "cpu")
+    transcripts = TranscriptStore(data_dir / "transcripts")
+    transcripts.append(latest.transcript_key, exchange("asked the latest", "x"))
+    assert transcripts.load(best.transcript_key) == []
+    assert [e.prompt for e in transcripts.load(latest.transcript_key)] == ["asked the latest"]
+
+
+def test_a_deleted_and_recreated_run_does_not_inherit_the_old_transcript(data_dir):
+    make_run(data_dir, "alpha")
+    store, choice = RunStore(data_dir), ModelChoice("run", "alpha", "best")
+    transcripts = TranscriptStore(data_dir / "transcripts")
+    transcripts.append(load_choice(choice, store, "cpu").transcript_key, exchange("asked the old run", "x"))
+    store.delete("alpha")
+    make_run(data_dir, "alpha")  # within the same second: the run's id tells them apart, not its time
+    assert transcripts.load(load_choice(choice, store, "cpu").transcript_key) == []
 
 
 def test_clearing_removes_one_models_transcript(tmp_path):
     store = TranscriptStore(tmp_path)
-    store.append("a", exchange("p", "x"))
-    store.append("b", exchange("p", "y"))
-    store.clear("a")
-    assert store.load("a") == [] and len(store.load("b")) == 1
+    store.append(("fresh", "a"), exchange("p", "x"))
+    store.append(("fresh", "b"), exchange("p", "y"))
+    store.clear(("fresh", "a"))
+    assert store.load(("fresh", "a")) == [] and len(store.load(("fresh", "b"))) == 1
 
 
 def test_settings_parse_with_empty_meaning_default_or_off():

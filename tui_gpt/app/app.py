@@ -9,7 +9,6 @@ the work of prompting, training and plotting lives in the panes.
 from __future__ import annotations
 
 import gc
-import json
 from functools import partial
 from pathlib import Path
 from typing import Any, Iterable
@@ -21,6 +20,7 @@ from textual.screen import Screen
 from textual.widget import Widget
 from textual.widgets import Footer, TabbedContent, TabPane
 
+from engine.runs.untrusted_files import read_json
 from tui_gpt.app import bindings
 from tui_gpt.app.services.engine_session import EngineSession, load_engine
 from tui_gpt.app.services.failures import describe_error
@@ -130,7 +130,7 @@ class TuiGptApp(App):
         if not path.exists():
             return
         try:
-            keymap = json.loads(path.read_text(encoding="utf-8"))
+            keymap = read_json(path, limit=1 << 16)
             if not isinstance(keymap, dict) or not all(isinstance(v, str) for v in keymap.values()):
                 raise ValueError("it must map binding ids to key names")
         except (OSError, ValueError) as exc:

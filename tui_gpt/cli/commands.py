@@ -260,6 +260,10 @@ def _check_sampling_options(args: argparse.Namespace) -> None:
         raise ConfigError("--best goes with --run NAME")
 
 
+# Far more than any context window holds (the model sees only its last context_length tokens).
+MAX_PROMPT_CHARS = 1 << 20
+
+
 def _read_prompt(args: argparse.Namespace) -> str:
     from engine.errors import ConfigError
 
@@ -267,35 +271,30 @@ def _read_prompt(args: argparse.Namespace) -> str:
         return args.prompt
     if sys.stdin is None or sys.stdin.isatty():
         raise ConfigError("give the text to continue with --prompt TEXT (or pipe it on stdin)")
-    return sys.stdin.read()
+    text = sys.stdin.read(MAX_PROMPT_CHARS + 1)  # bounded: `generate < /dev/zero` must not eat all memory
+    if len(text) > MAX_PROMPT_CHARS:
+        raise ConfigError(f"the prompt on standard input is longer than {MAX_PROMPT_CHARS:,} characters")
+    return text
 
 
 def _load_model_to_generate(args: argparse.Namespace, device):
     import torch
 
-    from engine.runs.checkpoints import best_checkpoint, latest_checkpoint
+    from engine.weights.resolver import ModelSpec, resolve_model
 
-    from engine.weights.checkpoint import load_model
-    from engine.errors import CheckpointError
-    from engine.weights.pretrained import load_any_model
-
-    if args.model is not None:
+    if args.run is not None:
+        spec = ModelSpec(args.run, kind="run", best=args.best, data_dir=_explicit_data_dir(args))
+    elif args.checkpoint is not None:
+        spec = ModelSpec(str(args.checkpoint), kind="checkpoint")
+    else:
+        spec = ModelSpec(args.model)
         if args.seed is not None:
             torch.manual_seed(args.seed)  # a preset's fresh weights come from the global generator
-        model, description = load_any_model(args.model, device=str(device))
-        print(f"model: {description}", file=sys.stderr)
-        return model
+    resolved = resolve_model(spec, device=str(device))
     if args.run is not None:
-        run = _run_store(args).open(args.run)
-        find = best_checkpoint if args.best else latest_checkpoint
-        info = find(run.checkpoints_dir)
-        if info is None:
-            raise CheckpointError(f"run {args.run!r} has no {'best ' if args.best else ''}checkpoint yet")
-        print(f"checkpoint: {info.path}", file=sys.stderr)
-        path = info.path
-    else:
-        path = args.checkpoint
-    model, notes = load_model(path, device=str(device))
-    for note in notes:
+        print(f"checkpoint: {resolved.path}", file=sys.stderr)
+    elif args.model is not None:
+        print(f"model: {resolved.description}", file=sys.stderr)
+    for note in resolved.notes:
         print(f"note: {note}", file=sys.stderr)
-    return model
+    return resolved.model

@@ -37,9 +37,8 @@ def load_engine(explicit_data_dir: Path | None) -> EngineSession:
     from engine.training.settings import RECIPES, TrainConfig
 
     # Imported here so that the first generation or model load does not pay for them.
-    import engine.weights.checkpoint  # noqa: F401
     import engine.model.generation  # noqa: F401
-    import engine.weights.pretrained  # noqa: F401
+    import engine.weights.resolver  # noqa: F401
 
     data_dir = default_data_dir(explicit_data_dir)
     return EngineSession(
