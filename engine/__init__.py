@@ -10,7 +10,8 @@ loads no torch; torch is imported when a name that needs it is first used.
     engine/fast/      speed-ups kept apart from the book's core: decoding copies, allocator
     engine/data/      corpora, the token cache, the book's sliding-window loader
     engine/training/  settings, loss, schedule, the loop, a whole run, devices, torchrun
-    engine/runs/      the run-folder contract (no torch): store, lock, events, summaries, checkpoint files
+    engine/runs/      the run-folder contract (no torch): store, lock, events and their progress, summaries,
+                      checkpoint files, exit codes, untrusted-file reading
     engine/weights/   where a model's weights come from: one resolver over tui-gpt checkpoints, GPT-2, the book's .pth
 """
 

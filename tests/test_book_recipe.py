@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from engine import GPTModel, calc_loss_loader, create_dataloader_v1
-from engine.runs.events import EvalDone, read_events
+from engine.runs.events import EvalDone, MetricsReader
 from engine.training.settings import get_recipe
 from engine.training.trainer import train_run
 
@@ -48,6 +48,6 @@ def test_book_recipe_prints_every_evaluation_of_chapter_5(verdict_path, data_dir
     recipe = get_recipe("book").with_overrides(corpus=str(verdict_path), device="cpu")
     outcome = train_run(recipe, run_name="book", data_dir=data_dir)
     assert outcome.state == "finished"
-    evals = [e for e in read_events(data_dir / "runs" / "book" / "metrics.jsonl") if isinstance(e, EvalDone)]
-    printed = [(e.step, f"{e.train_loss:.3f}", f"{e.val_loss:.3f}") for e in evals]
+    events = MetricsReader(data_dir / "runs" / "book" / "metrics.jsonl").read_new()
+    printed = [(e.step, f"{e.train_loss:.3f}", f"{e.val_loss:.3f}") for e in events if isinstance(e, EvalDone)]
     assert printed == [(step, f"{train:.3f}", f"{val:.3f}") for step, train, val in BOOK_EVALUATIONS]

@@ -43,7 +43,7 @@ def test_train_from_gpt2_weights_makes_a_new_run(hf_folder, data_dir, tmp_path, 
     corpus = tmp_path / "corpus.txt"
     corpus.write_text(verdict_text[:6000], encoding="utf-8")
     code = main(["--data-dir", str(data_dir), "train", "--init-from", str(hf_folder), "--corpus", str(corpus),
-                 "--run", "tuned", "--context-length", "32", "--batch-size", "2", "--max-steps", "2",
+                 "--run-name", "tuned", "--context-length", "32", "--batch-size", "2", "--max-steps", "2",
                  "--eval-freq", "1", "--eval-iter", "1", "--sample-tokens", "2", "--device", "cpu"])
     assert code == 0, capsys.readouterr().err
     model = RunStore(data_dir).open("tuned").read_config()["model"]

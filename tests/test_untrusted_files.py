@@ -189,7 +189,7 @@ def test_a_checkpoint_file_that_is_a_pipe_or_device_is_refused_without_hanging(s
         os.mkfifo(target)
     else:
         target.symlink_to("/dev/zero")
-    code, _, err, _ = run_cli("generate", "--run", "pipes", "--prompt", "hi", data_dir=data_dir, timeout=60)
+    code, _, err, _ = run_cli("generate", "--run-name", "pipes", "--prompt", "hi", data_dir=data_dir, timeout=60)
     assert code == 2
     assert "not a regular file" in assert_one_line(err)
 
@@ -331,7 +331,7 @@ def test_a_disk_filling_up_while_training_ends_the_run_as_failed_naming_the_writ
         os.posix_fallocate(f.fileno(), 0, free - 24 * 1024)  # room for the run folder and a few metrics lines
     code, _, err, _ = run_cli("train", "--corpus", str(verdict_path), "--preset", "gpt-nano", "--context-length", "32",
                               "--batch-size", "2", "--max-steps", "400", "--eval-freq", "1", "--eval-iter", "1",
-                              "--sample-tokens", "3", "--run", "filled", data_dir=small_disk, timeout=300)
+                              "--sample-tokens", "3", "--run-name", "filled", data_dir=small_disk, timeout=300)
     assert code == 1
     assert "disk full while writing" in assert_one_line(err)
     status = json.loads((small_disk / "runs" / "filled" / "status.json").read_text())

@@ -44,14 +44,6 @@ def write_error(path: str | Path, exc: OSError) -> WriteError:
     return WriteError(f"cannot write {path}: {exc.strerror or exc}", exc.errno)
 
 
-def fsync_file(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def fsync_dir(path: Path) -> None:
     """Make renames and new entries in `path` durable."""
     fd = os.open(path, os.O_RDONLY)

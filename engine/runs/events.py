@@ -2,7 +2,8 @@
 
 The training loop emits these; the run folder's `metrics.jsonl` stores one per
 line, flushed as it happens; front ends (the CLI progress bar, the TUI) read
-them back, possibly from another process, with `MetricsReader`.
+them back, possibly from another process, with `MetricsReader`, and add them
+up with engine.runs.progress.
 """
 
 from __future__ import annotations
@@ -195,10 +196,6 @@ class MetricsReader:
         end = chunk.rfind(b"\n") + 1
         self._offset += end
         return list(_parse_lines(chunk[:end]))
-
-
-def read_events(path: Path) -> list[Event]:
-    return MetricsReader(path).read_new()
 
 
 def _parse_lines(data: bytes) -> Iterator[Event]:

@@ -38,7 +38,8 @@ class LockHolder:
             return cls(int(text), None, ())
         try:
             record = json.loads(text)
-            return cls(int(record["pid"]), record["start_time"], tuple(str(a) for a in record["command"]))
+            start_time = record["start_time"] if type(record["start_time"]) is int else None
+            return cls(int(record["pid"]), start_time, tuple(str(a) for a in record["command"]))
         except (ValueError, TypeError, KeyError):
             return None
 

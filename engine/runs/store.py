@@ -27,11 +27,12 @@ from typing import Any, Iterator
 
 import platformdirs
 
+from engine.errors import RunError
 from engine.runs.atomic import WriteError, atomic_write_json
 from engine.runs.untrusted_files import is_link, open_regular_for_reading, open_regular_for_writing, read_json
-from engine.errors import RunError
 from engine.runs.lock_holder import LockHolder
-from engine.runs.summary import MetricsSummaries, RunSummary, describe_model, folder_size
+from engine.runs.progress import MetricsFollower
+from engine.runs.summary import RunSummary, describe_model, folder_size
 
 STATES = ("running", "finished", "stopped", "failed")
 MAX_NAME_LENGTH = 100
@@ -88,11 +89,7 @@ class RunStore:
         self.data_dir = default_data_dir(data_dir)
         self.runs_dir = self.data_dir / "runs"
         self.cache_dir = self.data_dir / "cache"
-        self._summaries = MetricsSummaries()
-
-    def ensure_cache_dir(self) -> Path:
-        self._make_dir(self.cache_dir)
-        return self.cache_dir
+        self._follower = MetricsFollower()  # one reader per metrics.jsonl, shared by every Run object
 
     def _make_dir(self, path: Path) -> None:
         try:
@@ -146,13 +143,15 @@ class RunStore:
         return self._run(name, path)
 
     def list(self) -> list[RunSummary]:
-        """Every run, most recently updated first."""
+        """Every run, most recently updated first; each metrics.jsonl is read only where it grew."""
         try:
             entries = [e for e in os.scandir(self.runs_dir)
                        if e.is_dir(follow_symlinks=False) and _name_problem(e.name) is None]
         except FileNotFoundError:
-            return []
-        summaries = [self._run(e.name, Path(e.path)).summary() for e in entries]
+            entries = []
+        runs = [self._run(e.name, Path(e.path)) for e in entries]
+        self._follower.keep_only(run.metrics_path for run in runs)
+        summaries = [run.summary() for run in runs]
         return sorted(summaries, key=lambda s: s.updated, reverse=True)
 
     def delete(self, name: str) -> None:
@@ -165,16 +164,16 @@ class RunStore:
             except OSError as exc:
                 raise RunError(f"cannot delete run {name}: {exc.strerror or exc}") from exc
         shutil.rmtree(trash, ignore_errors=True)
-        self._summaries.forget(run.metrics_path)
+        self._follower.forget(run.metrics_path)
 
     def _run(self, name: str, path: Path) -> Run:
-        return Run(name, path, self._summaries)
+        return Run(name, path, self._follower)
 
 
 class Run:
     """One run's folder and the files in it."""
 
-    def __init__(self, name: str, path: Path, summaries: MetricsSummaries | None = None):
+    def __init__(self, name: str, path: Path, follower: MetricsFollower | None = None):
         self.name = name
         self.dir = Path(path)
         self.config_path = self.dir / "config.json"
@@ -183,7 +182,7 @@ class Run:
         self.log_path = self.dir / "train.log"
         self.checkpoints_dir = self.dir / "checkpoints"
         self.lock_path = self.dir / ".lock"
-        self._summaries = summaries or MetricsSummaries()
+        self._follower = follower or MetricsFollower()
 
     def __repr__(self) -> str:
         return f"Run({self.name!r}, {str(self.dir)!r})"
@@ -309,7 +308,7 @@ class Run:
             config = self.read_config()
         except RunError:
             config = {}
-        metrics = self._summaries.get(self.metrics_path)
+        progress = self._follower.progress(self.metrics_path)
         state = status.get("state", "new")
         if self.is_in_use() is not None:
             state = "running"
@@ -321,13 +320,14 @@ class Run:
         return RunSummary(
             name=self.name,
             model=describe_model(config),
-            steps=max((s for s in (status_step, metrics.steps) if s is not None), default=0),
-            best_val_loss=metrics.best_val_loss,
-            best_val_ppl=metrics.best_val_ppl,
+            steps=max(status_step or 0, progress.steps_done),
+            best_val_loss=progress.best_val_loss,
+            best_val_ppl=progress.best_val_ppl,
             updated=datetime.fromtimestamp(updated).astimezone(),
             size_bytes=folder_size(self.dir),
             state=state,
             message=str(status.get("message", "")),
+            progress=progress,
         )
 
 

@@ -21,15 +21,15 @@ from torch.utils.data import DataLoader, Sampler, Subset, default_collate
 from engine.training import distributed
 from engine.runs.checkpoints import best_checkpoint
 from engine.training.checkpointing import load_latest_valid, save_checkpoint
-from engine.training.state_codec import state_to_tensors, tensors_to_state
+from engine.training.state_codec import state_to_tensors
 from engine.model.config import GPTConfig, get_preset
 from engine.data.corpus import load_corpus, require_tokens
 from engine.data.windows import TokenWindowDataset
 from engine.training.device import autocast_dtype
-from engine.errors import ConfigError, RunError, TuiGptError
+from engine.errors import ConfigError, CorpusError, RunError, TuiGptError
 from engine.runs.events import CheckpointSaved, EvalDone, Event, MetricsWriter, RunEnded, RunStarted, SampleGenerated
 from engine.model.gpt import GPTModel
-from engine.runs.store import RunStore
+from engine.runs.store import RunStore, validate_run_name
 from engine.runs.atomic import write_error
 from engine.runs.untrusted_files import open_regular_for_writing
 from engine.data.token_cache import load_token_splits
@@ -137,38 +137,50 @@ class _RunLog:
 
 
 def train_run(config: TrainConfig | None = None, *, run_name: str | None = None, data_dir=None, resume: bool = False,
-              on_event: Callable[[Event], None] | None = None, should_stop: Callable[[], bool] | None = None,
-              log: Callable[[str], None] | None = None) -> RunOutcome:
+              corpus_named: bool = False, on_event: Callable[[Event], None] | None = None,
+              should_stop: Callable[[], bool] | None = None, log: Callable[[str], None] | None = None) -> RunOutcome:
     """Start (or with `resume`, continue) a run; returns how it ended.
 
+    A resumed run trains on the corpus it recorded, unless `corpus_named` (the
+    person named one for this resume): then on `config.corpus`.
     Bad input raises a TuiGptError before anything is written; failures while
     training (non-finite loss, out of memory, disk full) end the run as "failed"
     with a one-line message, keeping the last good checkpoint.
     """
+    if run_name is not None:
+        validate_run_name(run_name)  # an explicitly empty name is a mistake, not a request for a made-up one
     ctx, device = distributed.setup(config.device if config else "auto")
     try:
-        return _train(config, ctx, device, run_name, data_dir, resume, on_event, should_stop or (lambda: False), log)
+        return _train(config, ctx, device, run_name, data_dir, resume, corpus_named, on_event,
+                      should_stop or (lambda: False), log)
     finally:
         distributed.teardown(ctx)
 
 
-def _train(config, ctx, device, run_name, data_dir, resume, on_event, should_stop, log) -> RunOutcome:
+def _train(config, ctx, device, run_name, data_dir, resume, corpus_named, on_event, should_stop, log) -> RunOutcome:
     store = RunStore(data_dir)
     say = log if (log and ctx.is_main) else (lambda line: None)
     with contextlib.ExitStack() as held:
         if resume:
             if not run_name:
-                raise RunError("--resume needs the name of the run to continue (--run NAME)")
+                raise RunError("--resume needs the name of the run to continue (--run-name NAME)")
             run = store.open(run_name)
             if ctx.is_main:
                 held.enter_context(run.lock())
             stored = run.read_config()
             config = config or TrainConfig.from_dict(stored["train"])
+            if not corpus_named:
+                config = config.with_overrides(corpus=_recorded_corpus(stored))
         elif config is None:
             raise ConfigError("a new run needs a training config")
 
         # Everything that can be wrong with the input fails here, before a new run folder exists.
         corpus = load_corpus(config.corpus)
+        if resume and not corpus_named and corpus.fingerprint != stored["corpus"]["fingerprint"]:
+            raise CorpusError(f"the run's corpus {corpus.path or corpus.name} changed since the run started; "
+                              "to train on it as it is now, name it with --corpus")
+        if corpus.path is not None:
+            config = config.with_overrides(corpus=str(corpus.path))  # recorded absolute: resumable from anywhere
         for warning in corpus.warnings():
             say(f"warning: {warning}")
         if ctx.is_main:  # one rank tokenizes; the others read its cache
@@ -217,6 +229,14 @@ def _train(config, ctx, device, run_name, data_dir, resume, on_event, should_sto
                              corpus.fingerprint, on_event, should_stop, say)
 
 
+def _recorded_corpus(stored: dict) -> str | None:
+    """The absolute path of the corpus a run was started on (None: the demo corpus); CorpusError if it is gone."""
+    path = stored["corpus"]["path"]
+    if path is not None and not Path(path).exists():
+        raise CorpusError(f"the run's corpus {path} is gone; to continue on another, name it with --corpus")
+    return path
+
+
 @dataclass
 class _RunData:
     train: TokenWindowDataset
@@ -236,7 +256,7 @@ def _load_resume_state(run, model, optimizer, fingerprint: str, say) -> _ResumeS
         say(f"warning: {warning}")
     if checkpoint is None:
         raise RunError(f"run {run.name} has no valid checkpoint to resume from")
-    state = tensors_to_state(checkpoint.training_tensors, checkpoint.training_meta)
+    state = checkpoint.training_state()
     model.load_state_dict(checkpoint.model_state)
     optimizer.load_state_dict(state["optimizer"])
     position = LoopPosition(**state["position"])

@@ -46,7 +46,8 @@ def ready_on(pane: str, *keys: str):
     async def run_before(pilot) -> None:
         app = pilot.app
         await wait_until_ready(pilot, app)
-        await wait_for(pilot, lambda: len(app.histories) == 2 and all(h.evals for h in app.histories.values()),
+        runs = app.runs.progress
+        await wait_for(pilot, lambda: len(runs) == 2 and all(p.evals for p in runs.values()),
                        what="the runs")
         for editor in app.query("Input, PromptInput"):
             editor.cursor_blink = False  # a blinking cursor would be caught on or off

@@ -1,24 +1,20 @@
-"""The app's pieces that need no screen: transcripts, settings, token hand-off, run following, commands."""
+"""The app's pieces that need no screen: transcripts, settings, token hand-off, commands."""
 
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
 import threading
 import time
-from pathlib import Path
 
 import pytest
 from textual.color import Color
 
-from engine.runs.events import EvalDone, MetricsWriter, RunEnded, RunStarted, SampleGenerated, StepDone
 from engine.runs.store import RunStore
 from engine.model.gpt import GPTModel
 from engine.model.tokenizer import get_tokenizer
 from tui_gpt.app.services.generation_job import DrainPacer, GenerationSettings, TokenBuffer, run_generation
 from tui_gpt.app.services.model_catalog import ModelChoice, load_choice
-from tui_gpt.app.services.run_watch import MetricsFollower, RunHistory
 from tui_gpt.app.services.training_process import TrainingRequest, launch, resume_command, train_command
 from tui_gpt.app.services.transcripts import Exchange, TokenRecord, TranscriptStore, transcript_file_name
 from tui_gpt.app.panes.prompt.exchange_view import probability_colour
@@ -26,14 +22,6 @@ from tui_gpt.app.panes.prompt.generation_settings import SettingsError, parse_se
 from tui_gpt.app.panes.prompt.token_inspector import probability_bar, visible
 
 from .helpers import TINY, make_run
-
-REPO = Path(__file__).resolve().parents[2]
-
-
-def test_importing_the_app_imports_neither_torch_nor_the_engine():
-    code = "import sys, tui_gpt.app.app; print(sorted(m for m in sys.modules if m == 'torch' or m.startswith('engine')))"
-    result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True)
-    assert result.stdout.strip() == "[]"
 
 
 def exchange(prompt: str, *texts: str) -> Exchange:
@@ -195,17 +183,19 @@ def test_drain_pacer_keeps_the_ui_threads_share_of_the_cpu_near_its_budget():
 
 
 def test_train_command_passes_only_what_was_set(tmp_path):
-    request = TrainingRequest(run="r1", preset="gpt-nano", corpus="/c.txt", max_steps=4, lr=0.001, seed=0)
+    request = TrainingRequest(run="r1", settings={"preset": "gpt-nano", "corpus": "/c.txt", "max_steps": 4, "lr": 0.001,
+                                                  "seed": 0, "sample_at_eval": False})
     command = train_command(tmp_path, request)
     assert command[:3] == [sys.executable, "-m", "tui_gpt"]
-    assert command[3:] == ["train", "--data-dir", str(tmp_path), "--run", "r1", "--corpus", "/c.txt",
-                           "--preset", "gpt-nano", "--max-steps", "4", "--lr", "0.001", "--seed", "0"]
+    assert command[3:] == ["train", "--data-dir", str(tmp_path), "--run-name", "r1", "--preset", "gpt-nano",
+                           "--corpus", "/c.txt", "--max-steps", "4", "--lr", "0.001", "--seed", "0",
+                           "--no-sample-at-eval"]
 
 
 def test_a_recipe_replaces_the_preset_and_no_corpus_means_the_demo(tmp_path):
-    command = train_command(tmp_path, TrainingRequest(run="b", preset="gpt-nano", recipe="book"))
+    command = train_command(tmp_path, TrainingRequest(run="b", recipe="book"))
     assert "--recipe" in command and "--preset" not in command and "--corpus" not in command
-    assert resume_command(tmp_path, "b")[3:] == ["train", "--data-dir", str(tmp_path), "--run", "b", "--resume"]
+    assert resume_command(tmp_path, "b")[3:] == ["train", "--data-dir", str(tmp_path), "--run-name", "b", "--resume"]
 
 
 def wait_for_exit(process, timeout: float = 20.0) -> int:
@@ -236,57 +226,6 @@ def test_a_launched_run_has_its_own_session_and_stops_on_request(tmp_path):
     assert process.request_stop()
     assert wait_for_exit(process) == 3
     assert not process.request_stop()  # gone
-
-
-def write_events(path: Path, *events) -> None:
-    writer = MetricsWriter(path)
-    for event in events:
-        writer.write(event)
-    writer.close()
-
-
-def step(n: int, time: float = 0.1) -> StepDone:
-    return StepDone(step=n, epoch=0, tokens_seen=(n + 1) * 64, loss=5.0, lr=1e-3, tokens_per_sec=640.0, step_time=time)
-
-
-def evaluation(n: int) -> EvalDone:
-    return EvalDone(step=n, epoch=0, tokens_seen=(n + 1) * 64, train_loss=5.0, val_loss=5.5, train_ppl=148.4,
-                    val_ppl=244.7)
-
-
-def test_follower_returns_only_new_events_of_each_run(tmp_path):
-    (tmp_path / "a").mkdir()
-    metrics = tmp_path / "a" / "metrics.jsonl"
-    write_events(metrics, RunStarted(run="a", resumed=False, step=0, total_steps=10, n_params=1, device="cpu"),
-                 step(0))
-    follower = MetricsFollower(tmp_path)
-    first = follower.read_new(["a", "missing"])
-    assert [e.kind for e in first["a"]] == ["run_started", "step"] and "missing" not in first
-    assert follower.read_new(["a"]) == {}
-    write_events(metrics, step(1))
-    assert [e.step for e in follower.read_new(["a"])["a"]] == [1]
-
-
-def test_history_counts_steps_evals_samples_and_an_eta():
-    history = RunHistory("a")
-    history.apply([RunStarted(run="a", resumed=False, step=0, total_steps=10, n_params=1, device="cpu"),
-                   step(0, 0.5), step(1, 0.5), evaluation(1),
-                   SampleGenerated(step=1, epoch=0, tokens_seen=128, prompt="P", text="P x")])
-    assert history.steps_done == 2 and history.total_steps == 10
-    assert history.latest_eval.val_loss == 5.5 and len(history.samples) == 1
-    assert history.eta_seconds() == pytest.approx(8 * 0.5)
-    history.apply([RunEnded(step=2, state="stopped")])
-    assert history.eta_seconds() is None
-
-
-def test_resuming_from_an_older_checkpoint_drops_the_replayed_points():
-    history = RunHistory("a")
-    history.apply([RunStarted(run="a", resumed=False, step=0, total_steps=10, n_params=1, device="cpu"),
-                   evaluation(1), evaluation(3), evaluation(5)])
-    history.apply([RunStarted(run="a", resumed=True, step=4, total_steps=10, n_params=1, device="cpu")])
-    assert [e.step for e in history.evals] == [1, 3]
-    history.apply([RunStarted(run="a", resumed=False, step=0, total_steps=5, n_params=1, device="cpu")])
-    assert history.evals == [] and history.total_steps == 5  # a new run under the same name
 
 
 def test_token_colours_run_from_unlikely_to_certain_on_a_log_scale():
