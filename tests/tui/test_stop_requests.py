@@ -51,7 +51,7 @@ def decoy():
 
 def decoy_locks(pid: int) -> dict[str, str]:
     start = process_start_time(pid)
-    trainer = [sys.executable, "-m", "tui_gpt", "train", "--run", "r"]
+    trainer = [sys.executable, "-m", "tui_gpt", "train", "--run-name", "r"]
     return {
         "a bare pid": str(pid),
         "its own start time and command line": json.dumps({"pid": pid, "start_time": start,
@@ -77,7 +77,7 @@ def test_a_lock_naming_another_live_process_does_not_get_it_signalled(data_dir, 
 def test_the_trainer_holding_the_lock_is_stopped(data_dir, verdict_text, tmp_path):
     corpus = tmp_path / "corpus.txt"
     corpus.write_text(verdict_text, encoding="utf-8")
-    command = [sys.executable, "-m", "tui_gpt", "train", "--data-dir", str(data_dir), "--run", "r",
+    command = [sys.executable, "-m", "tui_gpt", "train", "--data-dir", str(data_dir), "--run-name", "r",
                "--corpus", str(corpus), "--preset", "gpt-nano", "--context-length", "32", "--batch-size", "2",
                "--max-steps", "100000", "--eval-freq", "1000", "--sample-tokens", "0", "--device", "cpu"]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
