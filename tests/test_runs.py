@@ -331,12 +331,13 @@ def opened(monkeypatch) -> list[Path]:
     """The metrics files opened for reading from now on."""
     paths = []
 
-    def counting_open(file, mode="r", *args, **kwargs):
-        if "r" in mode:
-            paths.append(Path(file))
-        return open(file, mode, *args, **kwargs)
+    real_open = engine.runs.events.open_regular_for_reading
 
-    monkeypatch.setattr(engine.runs.events, "open", counting_open, raising=False)
+    def counting_open(file):
+        paths.append(Path(file))
+        return real_open(file)
+
+    monkeypatch.setattr(engine.runs.events, "open_regular_for_reading", counting_open)
     return paths
 
 

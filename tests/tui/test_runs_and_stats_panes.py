@@ -126,12 +126,13 @@ async def test_the_app_reads_what_a_metrics_file_gained_once_and_every_pane_sees
     make_run(data_dir, "alpha", evals=2)
     opened: list[Path] = []
 
-    def counting_open(file, mode="r", *args, **kwargs):
-        if "r" in mode:
-            opened.append(Path(file))
-        return open(file, mode, *args, **kwargs)
+    real_open = engine.runs.events.open_regular_for_reading
 
-    monkeypatch.setattr(engine.runs.events, "open", counting_open, raising=False)
+    def counting_open(file):
+        opened.append(Path(file))
+        return real_open(file)
+
+    monkeypatch.setattr(engine.runs.events, "open_regular_for_reading", counting_open)
     app = TuiGptApp(data_dir)
     async with app.run_test(size=(100, 30)) as pilot:
         await wait_until_ready(pilot, app)
