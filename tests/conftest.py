@@ -29,9 +29,19 @@ def tiny_config() -> GPTConfig:
     return GPTConfig(context_length=32, emb_dim=32, n_heads=2, n_layers=2, drop_rate=0.0)
 
 
+@pytest.fixture(autouse=True)
+def isolated_user_folders(tmp_path, monkeypatch) -> None:
+    """Every test (and every process it starts) sees an empty data dir and Hugging Face cache of its own.
+
+    Without this a test that lists models or runs (the app's model picker, `tui-gpt runs`) would read
+    the GPT-2 weights and runs of whoever runs the suite, and pass or fail by what they hold.
+    """
+    monkeypatch.setenv("TUI_GPT_DATA_DIR", str(tmp_path / "tui-gpt-data"))
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hf-hub-cache"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+
+
 @pytest.fixture
-def data_dir(tmp_path, monkeypatch) -> Path:
-    """An isolated tui-gpt data dir; nothing in the tests touches the real one."""
-    path = tmp_path / "tui-gpt-data"
-    monkeypatch.setenv("TUI_GPT_DATA_DIR", str(path))
-    return path
+def data_dir(tmp_path) -> Path:
+    """The test's own tui-gpt data dir (already $TUI_GPT_DATA_DIR); nothing touches the real one."""
+    return tmp_path / "tui-gpt-data"

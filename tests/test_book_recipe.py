@@ -32,16 +32,22 @@ def _book_config(recipe):
     return get_preset(recipe.preset).with_overrides(**recipe.model_overrides)
 
 
+# Every evaluation the book prints for its chapter 5 run (ch05.ipynb in rasbt/LLMs-from-scratch, run on a
+# CPU, as printed in the book; the notebook's later outputs from an MPS run differ): (step, train, val).
+BOOK_EVALUATIONS = [
+    (0, 9.781, 9.933), (5, 8.111, 8.339), (10, 6.661, 7.048), (15, 5.961, 6.616), (20, 5.726, 6.600),
+    (25, 5.201, 6.348), (30, 4.417, 6.278), (35, 4.069, 6.226), (40, 3.732, 6.160), (45, 2.850, 6.179),
+    (50, 2.427, 6.141), (55, 2.104, 6.134), (60, 1.882, 6.233), (65, 1.320, 6.238), (70, 0.985, 6.242),
+    (75, 0.717, 6.293), (80, 0.541, 6.393), (85, 0.391, 6.452),
+]
+
+
 @pytest.mark.slow
 @pytest.mark.timeout(3600)  # about six minutes on 2 idle cores; much longer on a loaded machine
-def test_book_recipe_reproduces_chapter_5(verdict_path, data_dir):
+def test_book_recipe_prints_every_evaluation_of_chapter_5(verdict_path, data_dir):
     recipe = get_recipe("book").with_overrides(corpus=str(verdict_path), device="cpu")
     outcome = train_run(recipe, run_name="book", data_dir=data_dir)
     assert outcome.state == "finished"
     events = MetricsReader(data_dir / "runs" / "book" / "metrics.jsonl").read_new()
-    evals = [e for e in events if isinstance(e, EvalDone)]
-    assert [e.step for e in evals] == list(range(0, 90, 5))  # 9 steps an epoch, 10 epochs
-    assert evals[0].train_loss == pytest.approx(9.781, abs=5e-3)
-    assert evals[0].val_loss == pytest.approx(9.933, abs=5e-3)
-    assert evals[-1].step == 85
-    assert evals[-1].train_loss < 1.0 and evals[-1].val_loss < 7.0
+    printed = [(e.step, f"{e.train_loss:.3f}", f"{e.val_loss:.3f}") for e in events if isinstance(e, EvalDone)]
+    assert printed == [(step, f"{train:.3f}", f"{val:.3f}") for step, train, val in BOOK_EVALUATIONS]

@@ -19,6 +19,7 @@ from engine.errors import RunError, TuiGptError
 from engine.model.gpt import GPTModel
 from engine.runs.atomic import DiskFullError, atomic_write_json
 from engine.runs.events import EvalDone, MetricsWriter, RunEnded, RunStarted, SampleGenerated, StepDone
+from engine.runs.lock_holder import LockHolder, process_start_time
 from engine.runs.progress import MetricsFollower, RunProgress
 from engine.runs.store import RunStore, default_data_dir, validate_run_name
 
@@ -203,6 +204,39 @@ def test_lock_held_by_another_process_dies_with_it(store):
         assert run.is_in_use() == os.getpid()
     store.delete("run")
     assert not store.exists("run") and store.list() == []
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="start times come from Linux /proc")
+def test_the_lock_names_its_holder_by_pid_start_time_and_command_line(store):
+    run = store.create("run", {})
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    command = [sys.executable, "-c", HOLDER, str(store.data_dir), "run"]
+    holder = subprocess.Popen(command, stdout=subprocess.PIPE, env=env, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        named = run.lock_holder()
+        assert named == LockHolder(holder.pid, process_start_time(holder.pid), tuple(command))
+        assert process_start_time(holder.pid) != process_start_time(os.getpid())
+        # A process holding the lock that is not a `tui-gpt train` is not one to signal.
+        assert named.why_not_a_live_trainer() == f"the lock does not identify process {holder.pid} as a tui-gpt trainer"
+    finally:
+        holder.send_signal(signal.SIGKILL)
+        holder.wait()
+        holder.stdout.close()
+
+
+@pytest.mark.parametrize("command, is_trainer", [
+    (("python", "-m", "tui_gpt", "train", "--run", "x"), True),
+    (("python", "-u", "-m", "tui_gpt", "train", "--run-name", "x"), True),  # a torchrun worker
+    (("/venv/bin/tui-gpt", "--data-dir", "d", "train"), True),
+    (("/venv/bin/tui-gpt", "--data-dir=d", "train"), True),
+    (("/venv/bin/tui-gpt", "--data-dir", "train"), False),  # the app, on a data dir named "train"
+    (("/venv/bin/tui-gpt", "runs", "train"), False),
+    (("python", "train.py"), False),
+    ((), False),
+])
+def test_a_trainer_is_told_by_its_command_line(command, is_trainer):
+    assert LockHolder(1234, 1, command).is_trainer is is_trainer
 
 
 def test_summary_reads_metrics_incrementally(store, tiny_config):

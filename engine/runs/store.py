@@ -5,7 +5,7 @@
     <data_dir>/runs/<name>/status.json    {"state", "pid", "step", "updated", "message"}
     <data_dir>/runs/<name>/train.log      human-readable log
     <data_dir>/runs/<name>/checkpoints/   see engine.runs.checkpoints
-    <data_dir>/runs/<name>/.lock          held (flock) by the process training the run
+    <data_dir>/runs/<name>/.lock          held (flock) by the process training the run; names it (lock_holder)
 
 The lock is an OS lock, so it disappears with its process even after `kill -9`;
 a status that still says "running" while nobody holds the lock is a crashed run.
@@ -30,6 +30,7 @@ import platformdirs
 from engine.errors import RunError
 from engine.runs.atomic import WriteError, atomic_write_json
 from engine.runs.untrusted_files import is_link, open_regular_for_reading, open_regular_for_writing, read_json
+from engine.runs.lock_holder import LockHolder
 from engine.runs.progress import MetricsFollower
 from engine.runs.summary import RunSummary, describe_model, folder_size
 
@@ -271,16 +272,21 @@ class Run:
             deadline = time.monotonic() + _LOCK_RETRY_SECONDS
             while not _try_flock(fd, fcntl.LOCK_EX):
                 if time.monotonic() > deadline:
-                    raise RunError(f"run {self.name} is in use by process {_read_pid(fd)}")
+                    raise RunError(f"run {self.name} is in use by process {_read_holder(fd).pid}")
                 time.sleep(0.02)
             os.ftruncate(fd, 0)
-            os.pwrite(fd, str(os.getpid()).encode(), 0)
+            os.pwrite(fd, LockHolder.this_process().to_text().encode(), 0)
             yield
         finally:
             os.close(fd)  # closing the file releases the lock
 
     def is_in_use(self) -> int | None:
         """The pid of the process holding the lock (-1 if it has not written it yet), or None."""
+        holder = self.lock_holder()
+        return holder.pid if holder else None
+
+    def lock_holder(self) -> LockHolder | None:
+        """The process holding the lock as its lock file names it (pid -1 if not written yet), or None."""
         try:
             fd = open_regular_for_reading(self.lock_path)
         except FileNotFoundError:
@@ -292,7 +298,7 @@ class Run:
             if _try_flock(fd, fcntl.LOCK_SH):
                 fcntl.flock(fd, fcntl.LOCK_UN)
                 return None
-            return _read_pid(fd)
+            return _read_holder(fd)
         finally:
             os.close(fd)
 
@@ -333,14 +339,14 @@ def _try_flock(fd: int, kind: int) -> bool:
         return False
 
 
-def _read_pid(fd: int) -> int:
-    # The holder writes its pid right after locking; give it a moment if we came in between.
+def _read_holder(fd: int) -> LockHolder:
+    # The holder writes its name right after locking; give it a moment if we came in between.
     for _ in range(20):
-        text = os.pread(fd, 32, 0).decode("ascii", "replace").strip()
-        if text.isdigit():
-            return int(text)
+        holder = LockHolder.from_text(os.pread(fd, 1 << 16, 0).decode("utf-8", "replace"))
+        if holder:
+            return holder
         time.sleep(0.01)
-    return -1
+    return LockHolder(-1, None, ())
 
 
 def _mtime(path: Path) -> float:

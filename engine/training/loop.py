@@ -8,6 +8,7 @@ book's run is reproduced number for number (see `train_model_simple`).
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 from dataclasses import dataclass
@@ -136,20 +137,26 @@ class TrainingLoop:
     def _run_epoch(self) -> str:
         s, pos = self.s, self.pos
         accumulated = step_tokens = 0
+        step_loss = None  # the sum of this step's micro-batch losses, kept on the device until the step
         step_start = time.perf_counter()
         self.optimizer.zero_grad(set_to_none=True)
         for input_batch, target_batch in self.epoch_batches(pos.epoch, pos.batches_done):
             pos.batches_done += 1
-            with autocast(self.device, s.autocast_dtype):
-                loss = calc_loss_batch(input_batch, target_batch, self.model, self.device)
-            (loss / s.grad_accum_steps if s.grad_accum_steps > 1 else loss).backward()
             accumulated += 1
             step_tokens += input_batch.numel()
-            if accumulated < s.grad_accum_steps:
+            final_micro_batch = accumulated == s.grad_accum_steps
+            # DDP all-reduces the gradients in backward; the micro-batches before the last only accumulate.
+            with (contextlib.nullcontext() if final_micro_batch else self._no_sync()):
+                with autocast(self.device, s.autocast_dtype):
+                    loss = calc_loss_batch(input_batch, target_batch, self.model, self.device)
+                (loss / s.grad_accum_steps if s.grad_accum_steps > 1 else loss).backward()
+            step_loss = loss.detach() if step_loss is None else step_loss + loss.detach()
+            if not final_micro_batch:
                 continue
             step = pos.step
-            self._optimizer_step(loss.item(), step_tokens, step_start)
+            self._optimizer_step(step_loss.item() / s.grad_accum_steps, step_tokens, step_start)
             accumulated = step_tokens = 0
+            step_loss = None
             if step % s.eval_freq == 0:
                 self._evaluate(step)
             if self.done:
@@ -170,6 +177,11 @@ class TrainingLoop:
             self.on_checkpoint("stopped")
             return "stopped"
         return "epoch"
+
+    def _no_sync(self):
+        """DistributedDataParallel's `no_sync`; a model on one process has nothing to synchronize."""
+        no_sync = getattr(self.model, "no_sync", None)
+        return no_sync() if no_sync else contextlib.nullcontext()
 
     def _periodic_checkpoint_due(self) -> bool:
         by_steps = bool(self.checkpoint_every) and self.pos.step % self.checkpoint_every == 0

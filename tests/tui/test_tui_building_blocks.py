@@ -15,7 +15,7 @@ from engine.model.gpt import GPTModel
 from engine.model.tokenizer import get_tokenizer
 from tui_gpt.app.services.generation_job import DrainPacer, GenerationSettings, TokenBuffer, run_generation
 from tui_gpt.app.services.model_catalog import ModelChoice, load_choice
-from tui_gpt.app.services.training_process import TrainingRequest, launch, request_stop, resume_command, train_command
+from tui_gpt.app.services.training_process import TrainingRequest, launch, resume_command, train_command
 from tui_gpt.app.services.transcripts import Exchange, TokenRecord, TranscriptStore, transcript_file_name
 from tui_gpt.app.panes.prompt.exchange_view import probability_colour
 from tui_gpt.app.panes.prompt.generation_settings import SettingsError, parse_settings
@@ -223,9 +223,9 @@ def test_a_launched_run_has_its_own_session_and_stops_on_request(tmp_path):
         assert time.monotonic() < deadline, "the process did not start"
         time.sleep(0.02)
     assert os.getsid(process.pid) != os.getsid(0)  # the app's terminal cannot signal it
-    assert request_stop(process.pid)
+    assert process.request_stop()
     assert wait_for_exit(process) == 3
-    assert not request_stop(process.pid)  # gone
+    assert not process.request_stop()  # gone
 
 
 def test_token_colours_run_from_unlikely_to_certain_on_a_log_scale():

@@ -4,7 +4,10 @@ The app never trains in its own process. It starts the same command a person
 would type, detached into its own session so that the run outlives the app
 (and a crash of either side leaves the other alone), then follows the run
 through its folder. Stopping is a SIGTERM: the trainer finishes its step,
-saves a checkpoint and exits with code 3.
+saves a checkpoint and exits with code 3. It goes only to a process this app
+started, or to the one a run's lock names once it is sure that process is the
+tui-gpt trainer that took the lock (engine.runs.lock_holder): a lock file is
+text, and a pid alone may by now belong to anything.
 """
 
 from __future__ import annotations
@@ -15,9 +18,13 @@ import subprocess
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import TYPE_CHECKING, Any, Mapping
 
 import tui_gpt
+
+if TYPE_CHECKING:
+    from engine.runs.lock_holder import LockHolder
+
 
 @dataclass(frozen=True)
 class TrainingRequest:
@@ -62,6 +69,13 @@ class TrainingProcess:
     def pid(self) -> int:
         return self.process.pid
 
+    def request_stop(self) -> bool:
+        """Ask it to stop after its current step; False if it has ended (its pid is then never signalled)."""
+        if self.process.poll() is not None:
+            return False
+        self.process.send_signal(signal.SIGTERM)
+        return True
+
     def exit_code(self) -> int | None:
         """The exit code once the process has ended (and is reaped), else None."""
         return self.process.poll()
@@ -99,12 +113,33 @@ def launch(data_dir: Path, run: str, command: list[str]) -> TrainingProcess:
     return TrainingProcess(run, process, stderr_path)
 
 
-def request_stop(pid: int) -> bool:
-    """Ask a training process to stop after its current step; False if it is already gone."""
-    if pid <= 0 or pid == os.getpid():  # never this app itself, whatever a lock file says
-        return False
+class CannotStop(Exception):
+    """The process a run's lock names is not one to signal; the message says why, in one line."""
+
+
+def request_stop(holder: LockHolder) -> bool:
+    """Ask the trainer holding a run's lock to stop after its current step; False if it is already gone.
+
+    CannotStop if the process now at the lock's pid is not that tui-gpt trainer.
+    """
     try:
-        os.kill(pid, signal.SIGTERM)
+        # A pidfd pins the process: its pid cannot pass to another one between the check and the signal.
+        pidfd = os.pidfd_open(holder.pid)
     except ProcessLookupError:
         return False
+    except (AttributeError, OSError):  # no pidfds on this system (or no valid pid): the check below decides
+        pidfd = None
+    try:
+        reason = holder.why_not_a_live_trainer()
+        if reason:
+            raise CannotStop(reason)
+        if pidfd is None:
+            os.kill(holder.pid, signal.SIGTERM)
+        else:
+            signal.pidfd_send_signal(pidfd, signal.SIGTERM)
+    except ProcessLookupError:
+        return False
+    finally:
+        if pidfd is not None:
+            os.close(pidfd)
     return True

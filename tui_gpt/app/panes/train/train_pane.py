@@ -19,6 +19,7 @@ from tui_gpt.app.services.engine_session import EngineSession
 from tui_gpt.app.services.failures import describe_error
 from tui_gpt.app.messages import TrainingStatus
 from tui_gpt.app.services.training_process import (
+    CannotStop,
     TrainingProcess,
     launch,
     request_stop,
@@ -206,11 +207,16 @@ class TrainPane(Horizontal):
 
     def action_stop(self) -> None:
         name = self.current_run
-        pid = self.session.store.open(name).is_in_use() if self.session.store.exists(name) else None
-        if (pid is None or pid <= 0) and name in self._processes:
-            pid = self._processes[name].pid  # not training yet: nothing to save
+        holder = self.session.store.open(name).lock_holder() if self.session.store.exists(name) else None
+        launched = self._processes.get(name)
         try:
-            stopping = pid is not None and request_stop(pid)
+            if launched and (holder is None or holder.pid in (-1, launched.pid)):
+                stopping = launched.request_stop()  # this app's own child (perhaps not training yet)
+            else:
+                stopping = holder is not None and request_stop(holder)
+        except CannotStop as exc:
+            self.notify(f"Cannot stop run {name}: {exc}", title="Training", severity="error")
+            return
         except OSError as exc:
             self.notify(f"Cannot stop run {name}: {describe_error(exc)}", title="Training", severity="error")
             return
@@ -229,10 +235,10 @@ class TrainPane(Horizontal):
             if summary.state != "running":
                 continue
             try:
-                pid = self.session.store.open(name).is_in_use()
-                if pid and request_stop(pid):
+                holder = self.session.store.open(name).lock_holder()
+                if holder and request_stop(holder):
                     asked.append(name)
-            except (OSError, RuntimeError):  # deleted meanwhile (RunError), or not ours to signal
+            except (OSError, RuntimeError, CannotStop):  # deleted meanwhile (RunError), or not ours to signal
                 continue
         return asked
 
