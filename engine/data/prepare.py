@@ -275,3 +275,42 @@ def _map(path: Path, n_tokens: int) -> np.ndarray:
     if n_tokens == 0:
         return np.zeros(0, dtype=TOKEN_DTYPE)
     return np.memmap(path, dtype=TOKEN_DTYPE, mode="r", shape=(n_tokens,))
+
+
+@dataclass(frozen=True)
+class PreparedEntry:
+    """A folder of the prepared-data cache, complete or not."""
+
+    folder: Path
+    description: dict  # source.json
+    meta: dict | None  # None: an interrupted preparation (rerun it to finish)
+
+    @property
+    def name(self) -> str:
+        return self.folder.name
+
+    def disk_bytes(self) -> int:
+        return sum(path.stat().st_size for path in self.folder.iterdir() if path.is_file())
+
+
+def list_prepared(cache_dir: Path) -> list[PreparedEntry]:
+    root = prepared_root(cache_dir)
+    entries = []
+    for folder in sorted(root.iterdir()) if root.is_dir() else []:
+        try:
+            description = json.loads((folder / "source.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue  # not ours, or removed while listing
+        entries.append(PreparedEntry(folder, description, read_meta(folder)))
+    return entries
+
+
+def find_prepared(cache_dir: Path, name: str) -> PreparedEntry:
+    """The entry whose key starts with `name`, or whose source is called `name` (one, or an error)."""
+    entries = list_prepared(cache_dir)
+    matches = [e for e in entries if e.name.startswith(name)] or [e for e in entries if e.description.get("name") == name]
+    if len(matches) != 1:
+        known = ", ".join(f"{e.name[:12]} ({e.description.get('name')})" for e in entries) or "none"
+        how = "no" if not matches else "more than one"
+        raise CorpusError(f"{how} prepared data set matches {name!r} (prepared: {known})")
+    return matches[0]

@@ -31,7 +31,7 @@ class TrainingData:
 
 def load_training_data(corpus: str | None, cache_dir: Path, *, corpus_format: str = "auto", text_field: str = "text",
                        val_corpus: str | None = None, train_ratio: float = 0.9, seed: int = 0,
-                       on_progress: Callable | None = None) -> TrainingData:
+                       workers: int | None = None, on_progress: Callable | None = None) -> TrainingData:
     """The tokens to train and validate on, tokenizing into the cache first if needed."""
     if _is_book_text(corpus, corpus_format, val_corpus):
         return _book_text(corpus, cache_dir, train_ratio)
@@ -47,7 +47,7 @@ def load_training_data(corpus: str | None, cache_dir: Path, *, corpus_format: st
     from engine.data.prepare import prepare
 
     prepared = prepare(source, cache_dir, val_source=val_source or getattr(source, "validation", None),
-                       val_fraction=1.0 - train_ratio, seed=seed, on_progress=on_progress, spec=str(corpus))
+                       val_fraction=1.0 - train_ratio, seed=seed, workers=workers, on_progress=on_progress, spec=str(path or corpus))
     fingerprint = prepared.folder.name  # names the source and how it was split
     return TrainingData(source.name, path, fingerprint, prepared.train, prepared.val, prepared.folder,
                         list(prepared.meta["warnings"]))

@@ -19,8 +19,11 @@ class TrainConfig:
     preset: str = "gpt-nano"
     model_overrides: Mapping[str, Any] = field(default_factory=dict)
     init_from: str | None = None
-    # On what: a file or folder of text; None is the built-in demo corpus.
+    # On what: a file, folder or hf:NAME (engine/data/sources); None is the built-in demo corpus.
     corpus: str | None = None
+    corpus_format: str = "auto"
+    text_field: str = "text"  # the field of a JSONL record, Parquet or dataset column that holds the text
+    val_corpus: str | None = None  # a separate validation set; else a seeded fraction of the documents
     train_ratio: float = 0.9
     # How.
     batch_size: int = 8

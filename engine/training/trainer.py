@@ -22,14 +22,14 @@ from engine.runs.checkpoints import best_checkpoint
 from engine.training.checkpointing import load_latest_valid, save_checkpoint
 from engine.training.state_codec import state_to_tensors, tensors_to_state
 from engine.model.config import GPTConfig, get_preset
-from engine.data.corpus import load_corpus, require_tokens
+from engine.data.corpus import require_tokens
 from engine.data.windows import TokenWindowDataset
 from engine.training.device import autocast_dtype
 from engine.errors import ConfigError, RunError, TuiGptError
 from engine.runs.events import CheckpointSaved, EvalDone, Event, MetricsWriter, RunEnded, RunStarted, SampleGenerated
 from engine.model.gpt import GPTModel
 from engine.runs.store import RunStore
-from engine.data.token_cache import load_token_splits
+from engine.data.training_data import load_training_data
 from engine.model.tokenizer import get_tokenizer
 from engine.training.settings import TrainConfig
 from engine.training.loop import LoopPosition, LoopSettings, NonFiniteLoss, TrainingLoop
@@ -159,14 +159,13 @@ def _train(config, ctx, device, run_name, data_dir, resume, on_event, should_sto
             raise ConfigError("a new run needs a training config")
 
         # Everything that can be wrong with the input fails here, before a new run folder exists.
-        corpus = load_corpus(config.corpus)
-        for warning in corpus.warnings():
-            say(f"warning: {warning}")
         if ctx.is_main:  # one rank tokenizes; the others read its cache
-            splits = load_token_splits(corpus, store.cache_dir, config.train_ratio)
+            corpus = splits = _training_data(config, store.cache_dir)
+            for warning in corpus.warnings:
+                say(f"warning: {warning}")
         ctx.barrier()
         if not ctx.is_main:
-            splits = load_token_splits(corpus, store.cache_dir, config.train_ratio)
+            corpus = splits = _training_data(config, store.cache_dir)
         if resume:
             model = GPTModel(GPTConfig.from_dict(stored["model"])).to(device)
         else:
@@ -206,6 +205,12 @@ def _train(config, ctx, device, run_name, data_dir, resume, on_event, should_sto
             run = store.open(ctx.broadcast_text(run.name if ctx.is_main else ""))
         return _train_locked(config, ctx, device, run, model, optimizer, resumed, data, epochs, total_steps,
                              corpus.fingerprint, on_event, should_stop, say)
+
+
+def _training_data(config: TrainConfig, cache_dir: Path):
+    return load_training_data(config.corpus, cache_dir, corpus_format=config.corpus_format,
+                              text_field=config.text_field, val_corpus=config.val_corpus,
+                              train_ratio=config.train_ratio, seed=config.seed)
 
 
 @dataclass

@@ -40,7 +40,14 @@ data dir: --data-dir, else $TUI_GPT_DATA_DIR, else the user data dir for tui-gpt
 # replace the run's stored settings.
 _TRAIN_OPTIONS: dict[str, tuple[tuple[str, str, type, str, str], ...]] = {
     "what to train": (
-        ("--corpus", "corpus", str, "PATH", "a text file or a folder of .txt files (default: the built-in demo corpus)"),
+        ("--corpus", "corpus", str, "PATH",
+         "text, .jsonl, .parquet (also .gz/.zst/.xz), nanoGPT/llm.c .bin tokens, a folder of them, "
+         "hf:NAME[:CONFIG][:SPLIT] or a saved dataset (default: the built-in demo corpus)"),
+        ("--corpus-format", "corpus_format", str, "{auto,text,jsonl,parquet,tokens,hf}",
+         "how to read --corpus (default: recognised by name and content)"),
+        ("--text-field", "text_field", str, "NAME", "the JSONL field or Parquet/dataset column with the text (text)"),
+        ("--val-corpus", "val_corpus", str, "PATH",
+         "validate on this instead of a seeded share of the corpus's documents"),
         ("--preset", "preset", str, "NAME", "model size: gpt-nano, gpt-micro, gpt2-small, gpt2-medium, ..."),
         ("--init-from", "init_from", str, "NAME|PATH",
          "start from these weights: gpt2, gpt2-medium, ..., a Hugging Face folder, a .safetensors/.pth file or a checkpoint"),
@@ -122,6 +129,10 @@ def build_parser() -> argparse.ArgumentParser:
     delete.set_defaults(handler=commands.delete_run)
     delete.add_argument("name", metavar="NAME")
     delete.add_argument("--yes", "-y", action="store_true", help="do not ask for confirmation")
+
+    from tui_gpt.cli import data_command
+
+    data_command.add_parser(subparsers, common)
 
     generate = subparsers.add_parser(
         "generate", parents=[common], help="generate text from a run, a checkpoint or a model",
