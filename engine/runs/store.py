@@ -271,6 +271,7 @@ class Run:
             steps=max((s for s in (status_step, metrics.steps) if s is not None), default=0),
             best_val_loss=metrics.best_val_loss,
             best_val_ppl=metrics.best_val_ppl,
+            best_val_bpb=metrics.best_val_bpb,
             updated=datetime.fromtimestamp(updated).astimezone(),
             size_bytes=folder_size(self.dir),
             state=state,

@@ -25,6 +25,7 @@ class RunSummary:
     steps: int  # optimizer steps done
     best_val_loss: float | None
     best_val_ppl: float | None
+    best_val_bpb: float | None  # bits per byte at the best val loss (None: not recorded)
     updated: datetime  # when its status or metrics last changed (local time, tz-aware)
     size_bytes: int
     state: str  # "new", "running", "finished", "stopped" or "failed"
@@ -36,6 +37,7 @@ class MetricsSummary:
     steps: int | None = None
     best_val_loss: float | None = None
     best_val_ppl: float | None = None
+    best_val_bpb: float | None = None
 
     def add(self, event: Event) -> None:
         if isinstance(event, StepDone):
@@ -45,6 +47,7 @@ class MetricsSummary:
         elif isinstance(event, EvalDone) and event.val_loss is not None:
             if self.best_val_loss is None or event.val_loss < self.best_val_loss:
                 self.best_val_loss, self.best_val_ppl = event.val_loss, event.val_ppl
+                self.best_val_bpb = event.val_bpb
 
 
 @dataclass

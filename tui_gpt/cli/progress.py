@@ -68,6 +68,7 @@ class TrainingProgress:
             self._print_line(
                 f"eval at step {event.step + 1}: train loss {event.train_loss:.3f} (ppl {event.train_ppl:.1f}), "
                 f"val loss {event.val_loss:.3f} (ppl {event.val_ppl:.1f})"
+                + (f", val {event.val_bpb:.3f} bits/byte" if event.val_bpb is not None else "")
             )
         elif isinstance(event, SampleGenerated):
             # One line per sample, as the book prints them.
