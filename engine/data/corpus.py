@@ -136,10 +136,28 @@ def _demo_corpus() -> Corpus:
         from pydoc_data.topics import topics
     except ImportError:
         raise CorpusError("the demo corpus needs Python's pydoc_data module, which this Python lacks; give a corpus path") from None
-    text = DOCUMENT_SEPARATOR.join(topics[key] for key in sorted(topics))
+    text = DOCUMENT_SEPARATOR.join(filter(None, (demo_prose(topics[key]) for key in sorted(topics))))
     hasher = _new_hasher()
     hasher.update(text.encode("utf-8"))
     return Corpus(name=DEMO_NAME, path=None, fingerprint=hasher.hexdigest(), n_chars=len(text), _text=text)
+
+
+def demo_prose(topic: str) -> str:
+    """The prose paragraphs of a pydoc topic, each on one line with single spaces.
+
+    The topics are mostly indented code, grammar and tables; a small model trained on
+    them for minutes learns the indentation first and samples only spaces and newlines.
+    Paragraphs that start at the margin are prose; their line breaks are layout.
+    """
+    paragraphs = []
+    for paragraph in topic.split("\n\n"):
+        if not paragraph.strip() or paragraph[:1].isspace():
+            continue  # indented: an example, a grammar rule or a table
+        words = paragraph.split()
+        letters = sum(ch.isalpha() for ch in paragraph)
+        if len(words) >= 8 and letters >= 0.6 * len("".join(words)) and not set("*=+|") & set(paragraph[:2]):
+            paragraphs.append(" ".join(words))
+    return "\n".join(paragraphs)
 
 
 def _load_file(path: Path) -> Corpus:
