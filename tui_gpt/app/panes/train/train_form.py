@@ -95,7 +95,7 @@ class TrainForm(VerticalScroll):
         if kind not in ("preset", "recipe"):
             raise FormError("the engine is still loading: choose a model in a moment")
         corpus = self.query_one("#train-corpus", Input).value.strip() or None
-        if corpus is not None:
+        if corpus is not None and not corpus.startswith("hf:"):  # hf:NAME names a cached dataset, not a path
             path = Path(corpus).expanduser()
             if not path.exists():
                 raise FormError(f"corpus {corpus} does not exist")
