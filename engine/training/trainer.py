@@ -160,7 +160,7 @@ def _train(config, ctx, device, run_name, data_dir, resume, on_event, should_sto
 
         # Everything that can be wrong with the input fails here, before a new run folder exists.
         if ctx.is_main:  # one rank tokenizes; the others read its cache
-            corpus = splits = _training_data(config, store.cache_dir)
+            corpus = splits = _training_data(config, store.cache_dir, say)
             for warning in corpus.warnings:
                 say(f"warning: {warning}")
         ctx.barrier()
@@ -207,10 +207,19 @@ def _train(config, ctx, device, run_name, data_dir, resume, on_event, should_sto
                              corpus.fingerprint, on_event, should_stop, say)
 
 
-def _training_data(config: TrainConfig, cache_dir: Path):
+def _training_data(config: TrainConfig, cache_dir: Path, say=lambda line: None):
+    """The run's tokens; a source prepared now reports its progress every 10 seconds."""
+    last = [time.monotonic()]
+
+    def on_progress(progress) -> None:
+        if time.monotonic() - last[0] >= 10:
+            last[0] = time.monotonic()
+            say(f"preparing the corpus: {progress.bytes_read / 2**20:,.0f}/{progress.bytes_total / 2**20:,.0f} MB, "
+                f"{progress.tokens:,} tokens, {progress.documents:,} documents")
+
     return load_training_data(config.corpus, cache_dir, corpus_format=config.corpus_format,
                               text_field=config.text_field, val_corpus=config.val_corpus,
-                              train_ratio=config.train_ratio, seed=config.seed)
+                              train_ratio=config.train_ratio, seed=config.seed, on_progress=on_progress)
 
 
 @dataclass
