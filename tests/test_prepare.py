@@ -174,3 +174,19 @@ def test_data_commands_prepare_list_show_delete(tmp_path, capsys):
     assert main(["data", "delete", "d.jsonl", "--yes", *data_dir]) == 0
     assert main(["data", "show", "d.jsonl", *data_dir]) == 2
     assert "no prepared data set matches 'd.jsonl'" in capsys.readouterr().err
+
+
+def test_a_run_trains_on_jsonl_and_reports_bits_per_byte(tmp_path):
+    from engine.runs.events import EvalDone, read_events
+    from engine.runs.store import RunStore
+    from engine.training.settings import TrainConfig
+    from engine.training.trainer import train_run
+
+    _write_jsonl(tmp_path / "d.jsonl", 300)
+    config = TrainConfig(preset="gpt-nano", model_overrides={"context_length": 32}, corpus=str(tmp_path / "d.jsonl"),
+                         batch_size=2, max_steps=2, eval_freq=1, eval_iter=1, sample_tokens=0, device="cpu")
+    assert train_run(config, run_name="jsonl", data_dir=tmp_path / "data").state == "finished"
+    run = RunStore(tmp_path / "data").open("jsonl")
+    evaluations = [e for e in read_events(run.metrics_path) if isinstance(e, EvalDone)]
+    assert evaluations and all(2.0 < e.val_bpb < 5.0 and 2.0 < e.train_bpb < 5.0 for e in evaluations)
+    assert run.read_config()["corpus"]["name"] == "d.jsonl"
