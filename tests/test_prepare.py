@@ -144,21 +144,6 @@ def test_a_single_text_file_keeps_the_books_character_split(verdict_path, verdic
     assert list(data.train) == tokenizer.encode(verdict_text[:cut], allowed_special={"<|endoftext|>"})
 
 
-def test_bits_per_byte_divides_summed_nats_by_ln2_and_decoded_bytes():
-    import math
-
-    import torch
-
-    from engine.model.tokenizer import token_byte_lengths
-    from engine.training.loss import bits_per_byte
-
-    tokenizer = get_tokenizer()
-    ids = tokenizer.encode("héllo wörld") + [END_OF_TEXT_ID]
-    n_bytes = int(token_byte_lengths()[torch.tensor(ids)].sum())
-    assert n_bytes == len("héllo wörld".encode("utf-8"))  # <|endoftext|> is a marker: no bytes
-    assert bits_per_byte(2.0 * len(ids), n_bytes) == pytest.approx(2.0 * len(ids) / math.log(2) / n_bytes)
-
-
 def test_data_commands_prepare_list_show_delete(tmp_path, capsys):
     from tui_gpt.cli.main import main
 
