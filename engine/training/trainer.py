@@ -74,6 +74,37 @@ class EpochOrder(Sampler[int]):
         yield from self.order
 
 
+class SampledWindows(Sampler[int]):
+    """For a run shorter than one epoch: `draws` windows drawn at random, as nanoGPT samples its batches.
+
+    A shuffled epoch of a corpus of billions of tokens would be a permutation of millions of
+    windows, held in memory and saved in every checkpoint; the run reads only `draws` of
+    them. The draw depends only on (seed, rank), so each torchrun rank reads its own windows
+    and a resumed run draws them again exactly, even with a larger --max-steps: they are
+    drawn in whole chunks, so a longer draw begins with the shorter one.
+    """
+
+    CHUNK = 4096
+
+    def __init__(self, n: int, draws: int, ctx: distributed.Distributed, seed: int):
+        self.n, self.draws, self.ctx, self.seed = n, draws, ctx, seed
+        self.epoch = 0
+        self.order: list[int] = []
+
+    def __len__(self) -> int:
+        return self.draws
+
+    def __iter__(self):
+        yield from self.draw()
+
+    def draw(self) -> list[int]:
+        generator = torch.Generator()
+        generator.manual_seed((self.seed * 1_000_003 + self.epoch) * 65_537 + self.ctx.rank)
+        chunks = [torch.randint(self.n, (self.CHUNK,), generator=generator) for _ in range(0, self.draws, self.CHUNK)]
+        self.order = torch.cat(chunks)[: self.draws].tolist()
+        return self.order
+
+
 def _replay(dataset, order: list[int], batch_size: int, skip: int):
     """The rest of an epoch whose order was saved, drawing no random numbers."""
     for start in range(skip * batch_size, len(order) - batch_size + 1, batch_size):
@@ -274,7 +305,12 @@ def _train_locked(config, ctx, device, run, model, optimizer, resumed: _ResumeSt
 
         train_model = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
 
-    sampler = EpochOrder(len(train_set), ctx, config.seed)
+    per_rank_epoch = len(train_set) // ctx.world_size // config.batch_size // config.grad_accum_steps
+    if total_steps < per_rank_epoch:  # the run reads less than an epoch: draw its windows, not a permutation
+        sampler = SampledWindows(len(train_set), total_steps * config.grad_accum_steps * config.batch_size, ctx,
+                                 config.seed)
+    else:
+        sampler = EpochOrder(len(train_set), ctx, config.seed)
     train_loader = DataLoader(train_set, batch_size=config.batch_size, sampler=sampler, drop_last=True)
     # The book evaluates on its shuffled training loader; a second loader keeps that draw
     # from disturbing the order the training loop is recording.
@@ -284,6 +320,8 @@ def _train_locked(config, ctx, device, run, model, optimizer, resumed: _ResumeSt
     def epoch_batches(epoch: int, skip: int):
         nonlocal resume_order
         sampler.epoch = epoch
+        if skip and isinstance(sampler, SampledWindows):
+            return _replay(train_set, sampler.draw(), config.batch_size, skip)
         if skip and resume_order is not None:
             sampler.order, order, resume_order = resume_order, resume_order, None
             return _replay(train_set, order, config.batch_size, skip)
