@@ -119,6 +119,9 @@ RECIPES: dict[str, TrainConfig] = {
         sample_at_eval=False,  # the book samples once per epoch
         seed=123,
     ),
+    # The demo corpus taught in minutes on a laptop CPU: gpt-nano at 4e-4 barely moves in the
+    # ~40 steps of an epoch (measured at batch 8: val loss 10.58 at step 11; 7.02 at 3e-3).
+    "demo": TrainConfig(preset="gpt-nano", lr=3e-3, batch_size=4, epochs=2),
 }
 
 
