@@ -48,7 +48,8 @@ def measure(kind: str, path: str, dtype: str | None) -> dict:
     import torch
 
     import engine  # noqa: F401  (part of the baseline, as an application would have it loaded)
-    from engine.weights.pretrained import load_book_state_dict, load_gpt2
+    from engine.weights.book import load_book_state_dict
+    from engine.weights.gpt2 import load_gpt2
 
     baseline = rss_bytes("VmRSS")
     if kind == "hf":
@@ -68,7 +69,7 @@ def write_weights(folder: Path, size: str) -> None:
     from transformers import GPT2Config, GPT2LMHeadModel
 
     from engine.model.config import get_preset
-    from engine.weights.pretrained import GPT2_SIZES, load_gpt2
+    from engine.weights.gpt2 import GPT2_SIZES, load_gpt2
 
     cfg = get_preset(GPT2_SIZES[size].preset)
     torch.manual_seed(0)

@@ -10,8 +10,9 @@ loads no torch; torch is imported when a name that needs it is first used.
     engine/fast/      speed-ups kept apart from the book's core: decoding copies, allocator
     engine/data/      corpora, the token cache, the book's sliding-window loader
     engine/training/  settings, loss, schedule, the loop, a whole run, devices, torchrun
-    engine/runs/      the run-folder contract (no torch): store, lock, events, summaries, checkpoint files
-    engine/weights/   where a model's weights come from: tui-gpt checkpoints, GPT-2, the book's .pth
+    engine/runs/      the run-folder contract (no torch): store, lock, events and their progress, summaries,
+                      checkpoint files, exit codes, untrusted-file reading
+    engine/weights/   where a model's weights come from: one resolver over tui-gpt checkpoints, GPT-2, the book's .pth
 """
 
 from __future__ import annotations
@@ -35,9 +36,9 @@ _EXPORTS = {
     "perplexity": "engine.training.loss",
     "train_model_simple": "engine.training.loop", "evaluate_model": "engine.training.loop",
     "generate_sample": "engine.training.loop",
-    "GPT2_SIZES": "engine.weights.pretrained", "available_gpt2_models": "engine.weights.pretrained",
-    "load_gpt2": "engine.weights.pretrained", "load_book_state_dict": "engine.weights.pretrained",
-    "load_any_model": "engine.weights.pretrained",
+    "GPT2_SIZES": "engine.weights.gpt2", "available_gpt2_models": "engine.weights.gpt2",
+    "load_gpt2": "engine.weights.gpt2", "load_book_state_dict": "engine.weights.book",
+    "resolve_model": "engine.weights.resolver", "ModelSpec": "engine.weights.resolver",
     "TuiGptError": "engine.errors", "ConfigError": "engine.errors", "CorpusError": "engine.errors",
     "CheckpointError": "engine.errors", "RunError": "engine.errors",
 }
@@ -71,6 +72,8 @@ if TYPE_CHECKING:
     from engine.model.tokenizer import get_tokenizer, text_to_token_ids, token_ids_to_text
     from engine.training.loop import evaluate_model, generate_sample, train_model_simple
     from engine.training.loss import calc_loss_batch, calc_loss_loader, perplexity
-    from engine.weights.pretrained import GPT2_SIZES, available_gpt2_models, load_any_model, load_book_state_dict, load_gpt2
+    from engine.weights.book import load_book_state_dict
+    from engine.weights.gpt2 import GPT2_SIZES, available_gpt2_models, load_gpt2
+    from engine.weights.resolver import ModelSpec, resolve_model
 
     GPT_CONFIG_124M: dict[str, Any]

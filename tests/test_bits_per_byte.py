@@ -11,7 +11,7 @@ import torch
 
 from engine.model.tokenizer import END_OF_TEXT_ID, get_tokenizer, token_byte_lengths
 from engine.runs.events import EvalDone, event_from_dict
-from engine.runs.summary import MetricsSummary
+from engine.runs.progress import RunProgress
 from engine.training.loss import bits_per_byte
 
 
@@ -36,15 +36,14 @@ def test_eval_events_written_before_bits_per_byte_still_read():
 
 
 def test_summary_keeps_the_bits_per_byte_of_the_best_val_loss():
-    summary = MetricsSummary()
+    progress = RunProgress()
     for event in (_eval(6.0, 2.5), _eval(5.0, 2.1), _eval(5.5, 2.3)):
-        summary.add(event)
-    assert (summary.best_val_loss, summary.best_val_bpb) == (5.0, 2.1)
+        progress.add(event)
+    assert (progress.best_val_loss, progress.best_val_bpb) == (5.0, 2.1)
 
 
 def test_progress_and_stats_show_bits_per_byte_only_when_recorded():
     from tui_gpt.app.panes.stats.stats_pane import latest_numbers
-    from tui_gpt.app.services.run_watch import RunHistory
     from tui_gpt.cli.progress import TrainingProgress
 
     out = io.StringIO()
@@ -54,7 +53,8 @@ def test_progress_and_stats_show_bits_per_byte_only_when_recorded():
     first, second = out.getvalue().splitlines()
     assert first.endswith("val 2.125 bits/byte") and "bits/byte" not in second
 
-    with_bpb, without = RunHistory("a"), RunHistory("b")
-    with_bpb.evals, without.evals = [_eval(5.0, 2.125)], [_eval(5.0, None)]
+    with_bpb, without = RunProgress(), RunProgress()
+    with_bpb.add(_eval(5.0, 2.125))
+    without.add(_eval(5.0, None))
     assert "2.125 bits/byte" in latest_numbers([("a", with_bpb)]).plain
     assert "bits/byte" not in latest_numbers([("b", without)]).plain

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from engine import GPTModel, calc_loss_loader, create_dataloader_v1
-from engine.runs.events import EvalDone, read_events
+from engine.runs.events import EvalDone, MetricsReader
 from engine.training.settings import get_recipe
 from engine.training.trainer import train_run
 
@@ -38,7 +38,8 @@ def test_book_recipe_reproduces_chapter_5(verdict_path, data_dir):
     recipe = get_recipe("book").with_overrides(corpus=str(verdict_path), device="cpu")
     outcome = train_run(recipe, run_name="book", data_dir=data_dir)
     assert outcome.state == "finished"
-    evals = [e for e in read_events(data_dir / "runs" / "book" / "metrics.jsonl") if isinstance(e, EvalDone)]
+    events = MetricsReader(data_dir / "runs" / "book" / "metrics.jsonl").read_new()
+    evals = [e for e in events if isinstance(e, EvalDone)]
     assert [e.step for e in evals] == list(range(0, 90, 5))  # 9 steps an epoch, 10 epochs
     assert evals[0].train_loss == pytest.approx(9.781, abs=5e-3)
     assert evals[0].val_loss == pytest.approx(9.933, abs=5e-3)

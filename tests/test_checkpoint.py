@@ -320,7 +320,7 @@ def test_weights_that_do_not_fit_the_config_are_refused_whole(tmp_path, tiny_con
     weights["extra.weight"] = torch.zeros(1)
     save_file(weights, tmp_path / "model.safetensors")
     (tmp_path / "model.json").write_text(json.dumps({"format": 1, **tiny_config.to_dict()}))
-    with pytest.raises(CheckpointError, match="do not fit the model config") as info:
+    with pytest.raises(CheckpointError, match="model.safetensors does not match the model config") as info:
         load_model(tmp_path / "model.safetensors")
     message = str(info.value)
     assert "missing final_norm.scale" in message and "unexpected extra.weight" in message

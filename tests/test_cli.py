@@ -13,12 +13,14 @@ from pathlib import Path
 import pytest
 import torch
 
-from engine.runs.events import CheckpointSaved, EvalDone, RunEnded, RunStarted, SampleGenerated, StepDone
+from engine.runs.events import CheckpointSaved, EvalDone, MetricsWriter, RunEnded, RunStarted, SampleGenerated, StepDone
+from engine.runs.store import RunStore
+from tui_gpt.app.panes.runs.runs_pane import run_row
+from tui_gpt.app.panes.train.run_progress import describe_progress
 from tui_gpt.cli import commands
 from tui_gpt.cli import main as cli
 from tui_gpt.cli.main import main
-from tui_gpt.cli.commands import human_size
-from tui_gpt.cli.progress import TrainingProgress, format_duration
+from tui_gpt.cli.progress import TrainingProgress
 
 REPO = Path(__file__).resolve().parents[1]
 TINY_TRAIN = ["--preset", "gpt-nano", "--context-length", "32", "--batch-size", "2", "--max-steps", "3",
@@ -49,13 +51,6 @@ def corpus(tmp_path, verdict_text) -> Path:
 # -- startup and help ----------------------------------------------------------------
 
 
-def test_importing_the_cli_does_not_import_torch():
-    probe = "import tui_gpt.cli.main, sys; print('torch' in sys.modules, 'engine' in sys.modules)"
-    result = subprocess.run([sys.executable, "-c", probe], cwd=REPO, capture_output=True, text=True, timeout=60)
-    assert result.returncode == 0, result.stderr
-    assert result.stdout.split() == ["False", "False"]
-
-
 def test_help_as_a_module_lists_commands_and_exit_codes(tmp_path):
     result = run_module("--help", data_dir=tmp_path)
     assert result.returncode == 0
@@ -74,9 +69,42 @@ def test_train_help_lists_every_training_option(capsys):
         assert flag in out
 
 
-def test_run_name_has_a_spelling_that_torchrun_leaves_alone():
-    # torchrun takes a bare --run for an abbreviation of its --run-path.
-    assert cli.build_parser().parse_args(["train", "--run-name", "r1"]).run == "r1"
+def test_run_name_is_the_spelling_of_the_run_on_every_command():
+    parser = cli.build_parser()
+    assert parser.parse_args(["train", "--run-name", "r1"]).run_name == "r1"
+    assert parser.parse_args(["generate", "--run-name", "r1"]).run_name == "r1"
+
+
+def test_torchrun_passes_run_name_on_to_the_command():
+    from torch.distributed.run import get_args_parser
+
+    torchrun = get_args_parser().parse_args(["--nproc-per-node=2", "-m", "tui_gpt", "train", "--run-name", "big"])
+    assert torchrun.training_script_args == ["train", "--run-name", "big"]
+
+
+@pytest.mark.parametrize("args", [["train", "--max-step", "5"], ["train", "--run-n", "r1"],
+                                  ["generate", "--model", "gpt-nano", "--temp", "1"]])
+def test_no_option_is_matched_by_a_prefix(capsys, args):
+    with pytest.raises(SystemExit) as exit_info:
+        cli.build_parser().parse_args(args)
+    assert exit_info.value.code == 2
+    assert "unrecognized arguments" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("args", [["train", "--run", "r1"], ["generate", "--run=r1", "--prompt", "x"]])
+def test_the_old_run_option_gets_a_one_line_hint(capsys, args):
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert_one_line_error(err)
+    assert "--run-name NAME" in err
+
+
+def test_an_explicitly_empty_run_name_is_an_error(data_dir, corpus, capsys):
+    assert main(["train", "--corpus", str(corpus), "--run-name", "", *TINY_TRAIN]) == 2
+    err = capsys.readouterr().err
+    assert_one_line_error(err)
+    assert "--run-name must not be empty" in err
+    assert not (data_dir / "runs").exists() or not any((data_dir / "runs").iterdir())
 
 
 def test_generate_into_a_closed_pipe_stops_quietly(data_dir):
@@ -111,7 +139,7 @@ def test_no_command_opens_the_app_with_the_data_dir(monkeypatch, tmp_path):
     (["train", "--resume"], "--resume needs"),
     (["generate", "--model", "gpt-nano", "--prompt", "x", "--top-p", "1.5"], "--top-p"),
     (["generate", "--model", "gpt-nano", "--prompt", "x", "--max-new-tokens", "-1"], "--max-new-tokens"),
-    (["generate", "--model", "gpt-nano", "--prompt", "x", "--best"], "--best goes with --run"),
+    (["generate", "--model", "gpt-nano", "--prompt", "x", "--best"], "--best goes with --run-name"),
 ])
 def test_bad_options_fail_with_one_line(data_dir, capsys, args, expected):
     assert main(args) == 2
@@ -131,13 +159,13 @@ def test_missing_corpus_fails_with_one_line(data_dir, tmp_path, capsys):
 
 
 def test_resuming_a_missing_run_fails_with_one_line(data_dir, capsys):
-    assert main(["train", "--run", "ghost", "--resume"]) == 2
+    assert main(["train", "--run-name", "ghost", "--resume"]) == 2
     err = capsys.readouterr().err
     assert_one_line_error(err)
     assert "ghost" in err
 
 
-@pytest.mark.parametrize("source", [["--run", "ghost"], ["--checkpoint", "no/such/checkpoint"], ["--model", "gpt-huge"]])
+@pytest.mark.parametrize("source", [["--run-name", "ghost"], ["--checkpoint", "no/such/checkpoint"], ["--model", "gpt-huge"]])
 def test_generate_from_a_missing_source_fails_with_one_line(data_dir, capsys, source):
     assert main(["generate", *source, "--prompt", "Hello"]) == 2
     assert_one_line_error(capsys.readouterr().err)
@@ -158,7 +186,7 @@ def test_generate_needs_a_model_source(data_dir, capsys):
     with pytest.raises(SystemExit) as exit_info:
         main(["generate", "--prompt", "Hello"])
     assert exit_info.value.code == 2
-    assert "one of the arguments --run --checkpoint --model is required" in capsys.readouterr().err
+    assert "one of the arguments --run-name --checkpoint --model is required" in capsys.readouterr().err
 
 
 def test_unexpected_errors_are_one_line_with_the_traceback_in_a_log(data_dir, capsys, monkeypatch):
@@ -188,13 +216,6 @@ def test_a_broken_engine_import_still_ends_in_one_line(data_dir, capsys, monkeyp
     assert err.startswith("tui-gpt: internal error: ModuleNotFoundError: No module named 'torch' (details in ")
     assert len(err.strip().splitlines()) == 1
     assert "Traceback" in (tmp_path / "tui-gpt-internal-errors.log").read_text(encoding="utf-8")
-
-
-def test_exit_codes_match_the_engine():
-    import engine.training.signals
-
-    for name in ("EXIT_FINISHED", "EXIT_FAILED", "EXIT_BAD_INPUT", "EXIT_STOPPED", "EXIT_ABORTED"):
-        assert getattr(cli, name) == getattr(engine.training.signals, name), name
 
 
 def test_out_of_memory_suggests_smaller_settings(data_dir, capsys, monkeypatch):
@@ -274,13 +295,6 @@ def test_runs_on_an_empty_data_dir(data_dir, capsys):
         assert capsys.readouterr().out.strip() == f"no runs yet in {elsewhere}"
 
 
-def test_human_size():
-    assert human_size(0) == "0 B"
-    assert human_size(1023) == "1023 B"
-    assert human_size(1536) == "1.5 KB"
-    assert human_size(5 * 1024**3) == "5.0 GB"
-
-
 # -- a tiny run, end to end ----------------------------------------------------------------------
 
 
@@ -291,7 +305,7 @@ class FakeTerminal(io.StringIO):
 
 def test_train_then_list_then_generate_then_delete(data_dir, corpus, capsys, monkeypatch):
     pytest.importorskip("engine.training.trainer")
-    assert main(["train", "--corpus", str(corpus), "--run", "tiny", *TINY_TRAIN]) == 0
+    assert main(["train", "--corpus", str(corpus), "--run-name", "tiny", *TINY_TRAIN]) == 0
     out = capsys.readouterr().out
     assert "\r" not in out  # not a terminal: plain lines
     assert f"run tiny: {data_dir / 'runs' / 'tiny'}" in out
@@ -309,7 +323,7 @@ def test_train_then_list_then_generate_then_delete(data_dir, corpus, capsys, mon
     assert header.split()[:2] == ["NAME", "MODEL"] and row.split()[0] == "tiny" and "finished" in row
 
     for best in ([], ["--best"]):
-        assert main(["generate", "--run", "tiny", *best, "--prompt", "Every effort", "--max-new-tokens", "4"]) == 0
+        assert main(["generate", "--run-name", "tiny", *best, "--prompt", "Every effort", "--max-new-tokens", "4"]) == 0
         assert capsys.readouterr().out.startswith("Every effort")
 
     # Deleting asks first on a terminal, and needs --yes otherwise.
@@ -334,23 +348,74 @@ def test_stop_request_saves_and_resume_finishes(data_dir, corpus, capsys, monkey
             return self
 
     monkeypatch.setattr(engine.training.signals, "GracefulStop", StopAtOnce)
-    assert main(["train", "--corpus", str(corpus), "--run", "halted", *TINY_TRAIN]) == 3
+    assert main(["train", "--corpus", str(corpus), "--run-name", "halted", *TINY_TRAIN]) == 3
     out = capsys.readouterr().out
     assert "run halted stopped at step 1" in out
-    assert "tui-gpt train --run halted --resume" in out
+    assert "tui-gpt train --run-name halted --resume" in out
 
     monkeypatch.undo()
     monkeypatch.setenv("TUI_GPT_DATA_DIR", str(data_dir))
-    assert main(["train", "--run", "halted", "--resume", "--max-steps", "4"]) == 0
+    assert main(["train", "--run-name", "halted", "--resume", "--max-steps", "4"]) == 0
     out = capsys.readouterr().out
     assert "from step 1 to 4" in out and "run halted finished at step 4" in out
 
 
-def test_resume_keeps_the_model(data_dir, capsys):
-    assert main(["train", "--run", "any", "--resume", "--preset", "gpt-micro"]) == 2
+def test_resuming_with_the_starting_command_works(data_dir, corpus, capsys):
+    pytest.importorskip("engine.training.trainer")
+    start = ["train", "--corpus", str(corpus), "--run-name", "same", *TINY_TRAIN]
+    assert main(start) == 0
+    assert main([*start, "--resume", "--max-steps", "5"]) == 0  # the last --max-steps counts
+    assert "run same finished at step 5" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("change, named", [(["--preset", "gpt-micro"], ["--preset", "gpt-nano", "gpt-micro"]),
+                                           (["--context-length", "64"], ["--context-length", "32", "64"]),
+                                           (["--recipe", "book"], ["--preset", "gpt-nano", "gpt2-small"])])
+def test_resume_refuses_a_different_model_naming_both_values(data_dir, corpus, capsys, change, named):
+    pytest.importorskip("engine.training.trainer")
+    start = ["train", "--corpus", str(corpus), "--run-name", "kept", *TINY_TRAIN]
+    assert main(start) == 0
+    capsys.readouterr()
+    assert main(["train", "--run-name", "kept", "--resume", *change]) == 2
     err = capsys.readouterr().err
     assert_one_line_error(err)
-    assert "--preset cannot be changed" in err
+    assert f"{named[0]} cannot be changed when resuming: the run has {named[1]}, not {named[2]}" in err
+
+
+def test_resume_from_another_directory_uses_the_recorded_corpus(data_dir, corpus, tmp_path, capsys, monkeypatch):
+    pytest.importorskip("engine.training.trainer")
+    monkeypatch.chdir(corpus.parent)
+    assert main(["train", "--corpus", corpus.name, "--run-name", "here", *TINY_TRAIN]) == 0
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / corpus.name).write_text("another text with the same name. " * 400, encoding="utf-8")
+    monkeypatch.chdir(elsewhere)
+    capsys.readouterr()
+    assert main(["train", "--run-name", "here", "--resume", "--max-steps", "4"]) == 0
+    captured = capsys.readouterr()
+    assert "run here finished at step 4" in captured.out
+    assert "corpus changed" not in captured.out + captured.err
+
+
+@pytest.mark.parametrize("what", ["changed", "gone"])
+def test_resume_stops_when_the_recorded_corpus_changed_or_is_gone_unless_one_is_named(
+        data_dir, corpus, tmp_path, capsys, what):
+    pytest.importorskip("engine.training.trainer")
+    assert main(["train", "--corpus", str(corpus), "--run-name", "moved", *TINY_TRAIN]) == 0
+    text = corpus.read_text(encoding="utf-8")
+    if what == "changed":
+        corpus.write_text(text.upper(), encoding="utf-8")
+    else:
+        corpus.unlink()
+    capsys.readouterr()
+    assert main(["train", "--run-name", "moved", "--resume", "--max-steps", "4"]) == 2
+    err = capsys.readouterr().err
+    assert_one_line_error(err)
+    assert f"the run's corpus {corpus} {'changed' if what == 'changed' else 'is gone'}" in err and "--corpus" in err
+    named = tmp_path / "named.txt"
+    named.write_text(text, encoding="utf-8")
+    assert main(["train", "--run-name", "moved", "--resume", "--max-steps", "4", "--corpus", str(named)]) == 0
+    assert "run moved finished at step 4" in capsys.readouterr().out
 
 
 # -- progress display ------------------------------------------------------------------------------
@@ -364,40 +429,38 @@ class FakeClock:
         return self.now
 
 
-def step(index: int, loss: float = 5.0) -> StepDone:
+def step(index: int, loss: float = 5.0, time: float = 100.0) -> StepDone:
     return StepDone(step=index, epoch=0, tokens_seen=64 * (index + 1), loss=loss, lr=4e-4, tokens_per_sec=1000.0,
-                    step_time=0.5)
+                    step_time=0.5, time=time)
 
 
 def test_live_progress_redraws_one_line_and_prints_events_above_it(monkeypatch):
     monkeypatch.setenv("COLUMNS", "200")
-    out, clock = io.StringIO(), FakeClock()
-    progress = TrainingProgress(out, live=True, epochs=2, clock=clock, min_redraw_interval=0.0)
-    progress.on_event(RunStarted(run="r", resumed=False, step=0, total_steps=4, n_params=1000, device="cpu"))
-    clock.now += 2.0
-    progress.on_event(step(0))
+    out = io.StringIO()
+    progress = TrainingProgress(out, live=True, epochs=2, min_redraw_interval=0.0)
+    progress.on_event(RunStarted(run="r", resumed=False, step=0, total_steps=4, n_params=1000, device="cpu", time=100.0))
+    progress.on_event(step(0, time=102.0))
     progress.on_event(EvalDone(step=0, epoch=0, tokens_seen=64, train_loss=5.0, val_loss=6.0, train_ppl=148.4,
                                val_ppl=403.4))
-    clock.now += 2.0
-    progress.on_event(step(1, loss=4.5))
+    progress.on_event(step(1, loss=4.5, time=104.0))
     progress.on_event(RunEnded(step=2, state="stopped"))
     text = out.getvalue()
     assert text.endswith("\n")
-    bars = [part for part in text.split("\r\x1b[K") if part.startswith("step ")]
-    last = bars[-1].strip()
+    bars = [part.strip() for part in text.split("\r\x1b[K") if part.startswith("step ")]
+    while_running, last = bars[-2], bars[-1]
     assert last.startswith("step 2/4") and "50%" in last
     assert "epoch 1/2" in last and "loss 4.500" in last and "val 6.000" in last and "1,000 tok/s" in last
-    assert "ETA 4s" in last  # two steps in 4 s, two to go
+    assert "ETA 4s" in while_running  # two steps in 4 s, two to go
+    assert "ETA" not in last  # the run ended
     assert "\r\x1b[Keval at step 1: train loss 5.000 (ppl 148.4), val loss 6.000 (ppl 403.4)\n" in text
 
 
 def test_live_progress_fits_a_narrow_terminal(monkeypatch):
     monkeypatch.setenv("COLUMNS", "40")
-    out, clock = io.StringIO(), FakeClock()
-    progress = TrainingProgress(out, live=True, epochs=2, clock=clock, min_redraw_interval=0.0)
-    progress.on_event(RunStarted(run="r", resumed=False, step=0, total_steps=4, n_params=1000, device="cpu"))
-    clock.now += 30.0
-    progress.on_event(step(0, loss=3.25))
+    out = io.StringIO()
+    progress = TrainingProgress(out, live=True, epochs=2, min_redraw_interval=0.0)
+    progress.on_event(RunStarted(run="r", resumed=False, step=0, total_steps=4, n_params=1000, device="cpu", time=100.0))
+    progress.on_event(step(0, loss=3.25, time=130.0))
     line = out.getvalue().split("\r\x1b[K")[-1]
     assert line == "step 1/4 | loss 3.250 | ETA 1m30s"
 
@@ -412,12 +475,11 @@ def test_live_progress_throttles_redraws():
 
 
 def test_plain_progress_logs_every_n_steps_and_every_event():
-    out, clock = io.StringIO(), FakeClock()
-    progress = TrainingProgress(out, live=False, clock=clock, log_every=5)
+    out = io.StringIO()
+    progress = TrainingProgress(out, live=False, log_every=5)
     progress.on_event(RunStarted(run="r", resumed=True, step=3, total_steps=12, n_params=1000, device="cuda:0",
                                  world_size=2))
     for index in range(3, 12):
-        clock.now += 1.0
         progress.on_event(step(index))
     progress.on_event(SampleGenerated(step=11, epoch=0, tokens_seen=1, prompt="Hi", text="Hi\nthere"))
     progress.on_event(CheckpointSaved(step=12, path="/runs/r/checkpoints/step-00000012", val_loss=2.0, best=True))
@@ -434,8 +496,27 @@ def test_plain_progress_logs_every_n_steps_and_every_event():
                           "warning: something to know"]
 
 
-def test_format_duration():
-    assert format_duration(0.4) == "0s"
-    assert format_duration(59) == "59s"
-    assert format_duration(192) == "3m12s"
-    assert format_duration(2 * 3600 + 5 * 60 + 30) == "2h05m"
+def test_the_cli_and_the_app_show_the_same_eta_and_best_loss_for_the_same_events(data_dir, capsys, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "200")
+    events = [RunStarted(run="r", resumed=False, step=0, total_steps=10, n_params=1000, device="cpu", time=100.0),
+              step(0, time=103.0),
+              EvalDone(step=0, epoch=0, tokens_seen=64, train_loss=5.0, val_loss=5.25, train_ppl=1.0, val_ppl=1.0),
+              step(1, time=106.0),
+              EvalDone(step=1, epoch=0, tokens_seen=128, train_loss=4.0, val_loss=5.5, train_ppl=1.0, val_ppl=1.0),
+              step(2, time=109.0)]
+    run = RunStore().create("r", {})
+    writer = MetricsWriter(run.metrics_path)
+    out = io.StringIO()
+    progress = TrainingProgress(out, live=True, min_redraw_interval=0.0)
+    for event in events:
+        writer.write(event)  # as the trainer does: the file for the app, the events for its own line
+        progress.on_event(event)
+    writer.close()
+
+    summary = RunStore().list()[0]  # what the app polls and `tui-gpt runs` lists
+    app_progress = describe_progress("r", "running", summary.progress, summary).plain
+    cli_line = out.getvalue().split("\r\x1b[K")[-1]
+    assert "ETA 21s" in cli_line and "ETA 21s" in app_progress  # 3 s a step, 7 to go
+    assert main(["runs"]) == 0
+    cli_row = capsys.readouterr().out.splitlines()[1]
+    assert "5.250" in cli_row.split() and "5.250" in run_row(summary)  # the best, not the latest (5.500)

@@ -1,4 +1,7 @@
-"""Importing GPT-2 (Hugging Face layout) and the book's .pth files, with transformers as the oracle."""
+"""Importing GPT-2 (Hugging Face layout) and the book's .pth files, with transformers as the oracle.
+
+The resolver in front of them (which file is which) is tested in tests/test_resolver.py.
+"""
 
 from __future__ import annotations
 
@@ -22,13 +25,10 @@ from engine.model.config import GPTConfig
 from engine.errors import CheckpointError
 from engine.model.generation import generate
 from engine.model.gpt import GPTModel
-from engine.weights.pretrained import (
-    available_gpt2_models,
-    load_any_model,
-    load_book_state_dict,
-    load_gpt2,
-    resolve_gpt2_files,
-)
+from engine.weights.book import load_book_state_dict
+from engine.weights.gpt2 import available_gpt2_models, load_gpt2, resolve_gpt2_files
+from engine.weights.resolver import resolve_model
+from engine.weights.tensor_files import reading_safetensors
 
 CONTEXT = 32
 
@@ -152,7 +152,8 @@ def test_bare_weights_file_of_a_gpt2_width_needs_no_config(tmp_path):
     hf = _save_hf(tmp_path / "hub", n_embd=768, n_head=12, n_layer=1, n_positions=16, vocab_size=100)
     weights = tmp_path / "gpt2.safetensors"
     shutil.copy(tmp_path / "hub" / "model.safetensors", weights)
-    model, description = load_any_model(str(weights))
+    resolved = resolve_model(str(weights))
+    model, description = resolved.model, resolved.description
     assert (model.cfg.n_heads, model.cfg.context_length, model.cfg.vocab_size) == (12, 16, 100)
     assert str(weights) in description
     idx = torch.randint(0, 100, (1, 16), generator=torch.Generator().manual_seed(4))
@@ -195,7 +196,8 @@ def test_loads_from_the_hub_cache_with_the_network_off(hf_tiny, tmp_path, monkey
     files = resolve_gpt2_files("124M")
     assert files.weights_path == snapshot / "model.safetensors"
     assert "Hugging Face cache" in files.source
-    model, description = load_any_model("gpt2-small")
+    resolved = resolve_model("gpt2-small")
+    model, description = resolved.model, resolved.description
     assert "Hugging Face cache" in description
     idx = _prompt(CONTEXT)
     torch.testing.assert_close(_logits(model, idx), _logits(hf, idx), atol=1e-5, rtol=0)
@@ -291,7 +293,8 @@ def test_book_config_is_read_off_the_shapes_for_gpt2_widths(tmp_path):
     optimizer = torch.optim.AdamW(original.parameters())
     torch.save({"model_state_dict": original.state_dict(), "optimizer_state_dict": optimizer.state_dict()},
                tmp_path / "model_and_optimizer.pth")
-    model, description = load_any_model(str(tmp_path / "model_and_optimizer.pth"))
+    resolved = resolve_model(str(tmp_path / "model_and_optimizer.pth"))
+    model, description = resolved.model, resolved.description
     assert model.cfg == cfg
     assert "book-format" in description
     idx = torch.randint(0, 100, (1, 16))
@@ -350,7 +353,7 @@ def test_a_pickle_with_code_is_refused_without_running_it(tmp_path, writer):
         torch.save(payload, path)
     else:
         path.write_bytes(pickle.dumps(payload, protocol=2))
-    for load in (load_book_state_dict, lambda p: load_any_model(str(p))):
+    for load in (load_book_state_dict, lambda p: resolve_model(str(p))):
         with pytest.raises(CheckpointError) as excinfo:
             load(path)
         assert "refused to load it" in _one_line_error(excinfo)
@@ -382,20 +385,41 @@ def test_truncated_files_name_the_file(hf_tiny, tiny_config, tmp_path):
     assert f"{tmp_path / 'model.pth'} is not a readable PyTorch checkpoint" in _one_line_error(excinfo)
 
 
+def test_an_os_error_from_the_callers_own_code_is_not_blamed_on_the_file(hf_tiny):
+    """Only opening and reading the file are translated; the `with` body's own errors pass through."""
+    with pytest.raises(OSError, match="No space left on device"):
+        with reading_safetensors(hf_tiny[1] / "model.safetensors") as f:
+            assert f.keys()
+            raise OSError(28, "No space left on device")
+
+
+def test_a_file_cut_short_while_it_is_being_read_is_named(hf_tiny, tmp_path):
+    path = tmp_path / "model.safetensors"
+    shutil.copy(hf_tiny[1] / "model.safetensors", path)
+    with reading_safetensors(path) as f:
+        names = f.keys()
+        with open(path, "r+b") as file:
+            file.truncate(path.stat().st_size // 2)
+        with pytest.raises(CheckpointError) as excinfo:
+            for name in names:
+                f.get_tensor(name)
+    assert f"{path} is not a valid safetensors file" in _one_line_error(excinfo)
+
+
 def test_missing_files(hf_tiny, tmp_path):
     with pytest.raises(CheckpointError, match="no such file"):
         load_book_state_dict(tmp_path / "model.pth")
     with pytest.raises(CheckpointError, match="neither an existing file or folder nor a GPT-2 name"):
         load_gpt2(tmp_path / "nowhere")
     with pytest.raises(CheckpointError, match="is not an existing file or folder, a GPT-2 name"):
-        load_any_model(str(tmp_path / "nowhere.pth"))
+        resolve_model(str(tmp_path / "nowhere.pth"))
     shutil.copy(hf_tiny[1] / "config.json", tmp_path / "config.json")
     with pytest.raises(CheckpointError, match="holds no model.safetensors"):
         load_gpt2(tmp_path)
 
 
 @pytest.mark.parametrize("edit, expected", [
-    ({"n_layer": 3}, "does not match .*config.json: h.2.ln_1.weight missing"),
+    ({"n_layer": 3}, "does not match .*config.json: missing h.2.ln_1.weight"),
     ({"n_layer": 1}, "unexpected h.1.attn.c_attn.bias"),
     ({"n_embd": 64, "n_head": 4}, r"wte.weight has shape \[50257, 32\], expected \[50257, 64\]"),
     ({"n_positions": 1024}, r"wpe.weight has shape \[32, 32\], expected \[1024, 32\]"),
@@ -412,41 +436,6 @@ def test_a_config_that_does_not_fit_the_tensors(hf_tiny, tmp_path, edit, expecte
     with pytest.raises(CheckpointError, match=expected) as excinfo:
         load_gpt2(tmp_path)
     _one_line_error(excinfo)
-
-
-# --- load_any_model ---------------------------------------------------------------------------
-
-
-def test_any_model_presets_and_unknown_names():
-    model, description = load_any_model("gpt-nano")
-    assert model.cfg.emb_dim == 128 and not model.training
-    assert description.startswith("untrained gpt-nano")
-    assert load_any_model("fresh:gpt-micro")[0].cfg.emb_dim == 256
-    with pytest.raises(CheckpointError) as excinfo:
-        load_any_model("gpt5")
-    message = _one_line_error(excinfo)
-    assert "gpt2-medium" in message and "gpt-nano" in message
-
-
-def test_any_model_defers_tui_gpt_checkpoints(tiny_config, tmp_path, monkeypatch):
-    import engine.weights.checkpoint
-
-    seen = []
-
-    def fake_load_model(path, expected=None, adopt=True, device="cpu"):
-        seen.append(Path(path))
-        return GPTModel(tiny_config), ["a note"]
-
-    monkeypatch.setattr(engine.weights.checkpoint, "load_model", fake_load_model)
-    step = tmp_path / "step-00000120"
-    step.mkdir()
-    save_file(GPTModel(tiny_config).state_dict(), step / "model.safetensors")
-    (step / "model.json").write_text(json.dumps(tiny_config.to_dict()))
-    for target in (step, step / "model.safetensors"):
-        _, description = load_any_model(str(target))
-        assert description.startswith(f"tui-gpt checkpoint {target}") and description.endswith("; a note")
-    assert seen == [step, step / "model.safetensors"]
-
 
 
 def test_the_reachability_probe_goes_to_the_proxy_when_one_is_set(monkeypatch):

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from engine.model.generation import generate
-from engine.weights.pretrained import load_gpt2
+from engine.weights.gpt2 import load_gpt2
 from engine.runs.store import RunStore
 from engine.model.tokenizer import get_tokenizer, text_to_token_ids, token_ids_to_text
 from tui_gpt.cli.main import main
@@ -43,7 +43,7 @@ def test_train_from_gpt2_weights_makes_a_new_run(hf_folder, data_dir, tmp_path, 
     corpus = tmp_path / "corpus.txt"
     corpus.write_text(verdict_text[:6000], encoding="utf-8")
     code = main(["--data-dir", str(data_dir), "train", "--init-from", str(hf_folder), "--corpus", str(corpus),
-                 "--run", "tuned", "--context-length", "32", "--batch-size", "2", "--max-steps", "2",
+                 "--run-name", "tuned", "--context-length", "32", "--batch-size", "2", "--max-steps", "2",
                  "--eval-freq", "1", "--eval-iter", "1", "--sample-tokens", "2", "--device", "cpu"])
     assert code == 0, capsys.readouterr().err
     model = RunStore(data_dir).open("tuned").read_config()["model"]

@@ -1,4 +1,4 @@
-"""The run store: names, folders, atomic writes, the process lock and run summaries."""
+"""The run store: names, folders, atomic writes, the process lock, run summaries and run progress."""
 
 from __future__ import annotations
 
@@ -14,10 +14,12 @@ from pathlib import Path
 import platformdirs
 import pytest
 
-from engine.runs.atomic import DiskFullError, atomic_write_json
+import engine.runs.events
 from engine.errors import RunError, TuiGptError
-from engine.runs.events import EvalDone, MetricsWriter, RunStarted, StepDone
 from engine.model.gpt import GPTModel
+from engine.runs.atomic import DiskFullError, atomic_write_json
+from engine.runs.events import EvalDone, MetricsWriter, RunEnded, RunStarted, SampleGenerated, StepDone
+from engine.runs.progress import MetricsFollower, RunProgress
 from engine.runs.store import RunStore, default_data_dir, validate_run_name
 
 REPO = Path(__file__).resolve().parents[1]
@@ -74,7 +76,6 @@ def test_store_creates_folders_only_when_writing(store, data_dir, tiny_config):
     assert config["name"] == "first" and config["model"] == tiny_config.to_dict()
     assert "T" in config["created"]  # an ISO timestamp
     assert store.exists("first") and not store.exists("second")
-    assert store.ensure_cache_dir() == data_dir / "cache" and (data_dir / "cache").is_dir()
 
 
 def test_create_keeps_a_given_created_time_and_refuses_duplicates(store):
@@ -240,3 +241,95 @@ def test_list_is_newest_first(store, tiny_config):
     assert [s.name for s in summaries] == ["newest", "middle", "oldest"]
     n_params = GPTModel(tiny_config).num_parameters()
     assert summaries[0].model == f"2 layers x 32, {n_params / 1e6:.1f}M params"
+
+
+# -- run progress: what the events add up to -------------------------------------------------------
+
+
+def started(step: int = 0, total: int = 10, resumed: bool = False, time: float = 100.0) -> RunStarted:
+    return RunStarted(run="a", resumed=resumed, step=step, total_steps=total, n_params=1, device="cpu", time=time)
+
+
+def step(n: int, time: float = 100.0) -> StepDone:
+    return StepDone(step=n, epoch=0, tokens_seen=(n + 1) * 64, loss=5.0, lr=1e-3, tokens_per_sec=640.0, step_time=0.1,
+                    time=time)
+
+
+def evaluation(n: int, val_loss: float | None = 5.5) -> EvalDone:
+    return EvalDone(step=n, epoch=0, tokens_seen=(n + 1) * 64, train_loss=5.0, val_loss=val_loss, train_ppl=148.4,
+                    val_ppl=None if val_loss is None else val_loss * 10)
+
+
+def test_progress_counts_steps_evaluations_samples_and_keeps_the_best_loss():
+    progress = RunProgress()
+    progress.extend([started(), step(0), step(1), evaluation(1, 6.0), evaluation(3, 5.0), evaluation(5, None),
+                     evaluation(7, float("nan")), evaluation(8, 5.5),
+                     SampleGenerated(step=1, epoch=0, tokens_seen=128, prompt="P", text="P x")])
+    assert (progress.steps_done, progress.total_steps, progress.tokens_seen, progress.epoch) == (2, 10, 128, 0)
+    assert progress.latest_eval.step == 8 and len(progress.samples) == 1
+    assert (progress.best_val_loss, progress.best_val_ppl) == (5.0, 50.0)  # a non-finite loss is never the best
+
+
+def test_eta_is_this_sessions_wall_clock_pace_times_the_steps_left():
+    progress = RunProgress()
+    progress.extend([started(time=100.0)])
+    assert progress.eta_seconds() is None  # no step yet: no pace
+    progress.extend([step(0, time=102.0), step(1, time=104.0)])
+    assert progress.eta_seconds() == pytest.approx(8 * 2.0)
+    progress.add(RunEnded(step=2, state="stopped"))
+    assert progress.eta_seconds() is None
+    progress.extend([started(step=2, resumed=True, time=500.0), step(2, time=503.0)])  # the pace of this session
+    assert progress.eta_seconds() == pytest.approx(7 * 3.0)
+
+
+def test_resuming_from_an_older_checkpoint_drops_the_replayed_points():
+    progress = RunProgress()
+    progress.extend([started(), step(5), evaluation(1, 6.0), evaluation(3, 5.0), evaluation(5, 4.0)])
+    progress.add(started(step=4, resumed=True))
+    assert [e.step for e in progress.evals] == [1, 3] and progress.best_val_loss == 5.0
+    assert progress.steps_done == 4  # step 5 is taken again
+    progress.add(started(total=5))
+    assert progress.evals == [] and progress.best_eval is None and progress.total_steps == 5  # a new run, same name
+
+
+@pytest.fixture
+def opened(monkeypatch) -> list[Path]:
+    """The metrics files opened for reading from now on."""
+    paths = []
+
+    def counting_open(file, mode="r", *args, **kwargs):
+        if "r" in mode:
+            paths.append(Path(file))
+        return open(file, mode, *args, **kwargs)
+
+    monkeypatch.setattr(engine.runs.events, "open", counting_open, raising=False)
+    return paths
+
+
+def test_follower_reads_each_file_only_where_it_grew_and_hands_out_copies(tmp_path, opened):
+    path = tmp_path / "metrics.jsonl"
+    follower = MetricsFollower()
+    assert follower.progress(path).steps_done == 0  # no file yet
+    writer = MetricsWriter(path)
+    writer.write(started())
+    writer.write(step(0))
+    first = follower.progress(path)
+    assert first.steps_done == 1 and len(opened) == 1
+    assert follower.progress(path) is first and len(opened) == 1  # nothing new: not even opened
+    writer.write(step(1))
+    writer.close()
+    second = follower.progress(path)
+    assert (second.steps_done, first.steps_done) == (2, 1) and len(opened) == 2
+    path.write_text("")  # the file started over: so does its progress
+    assert follower.progress(path).started is None
+
+
+def test_listing_the_runs_reads_each_metrics_file_once(store, opened):
+    for name in ("a", "b"):
+        writer = MetricsWriter(store.create(name, {}).metrics_path)
+        writer.write(started())
+        writer.close()
+    assert {s.name: s.progress.total_steps for s in store.list()} == {"a": 10, "b": 10}
+    assert sorted(path.parent.name for path in opened) == ["a", "b"]
+    store.list()
+    assert len(opened) == 2  # nothing new since

@@ -12,11 +12,11 @@ from pathlib import Path
 import pytest
 
 from engine.runs.checkpoints import latest_checkpoint
-from engine.runs.events import StepDone, read_events
+from engine.runs.events import MetricsReader, StepDone
+from engine.runs.exit_codes import EXIT_ABORTED, EXIT_STOPPED
 from engine.runs.store import RunStore
 
 REPO = Path(__file__).resolve().parents[1]
-EXIT_STOPPED, EXIT_ABORTED = 3, 130
 
 
 @pytest.fixture
@@ -27,7 +27,7 @@ def corpus(tmp_path, verdict_text) -> Path:
 
 
 def start_training(data_dir: Path, corpus: Path, run: str, *extra: str) -> subprocess.Popen:
-    command = [sys.executable, "-m", "tui_gpt", "train", "--data-dir", str(data_dir), "--run", run,
+    command = [sys.executable, "-m", "tui_gpt", "train", "--data-dir", str(data_dir), "--run-name", run,
                "--corpus", str(corpus), "--preset", "gpt-nano", "--context-length", "32", "--batch-size", "2",
                "--max-steps", "100000", "--eval-freq", "1000", "--sample-tokens", "0", "--device", "cpu", *extra]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
@@ -39,7 +39,7 @@ def wait_for_steps(data_dir: Path, run: str, count: int, process: subprocess.Pop
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         assert process.poll() is None, process.communicate()
-        if metrics.exists() and sum(isinstance(e, StepDone) for e in read_events(metrics)) >= count:
+        if metrics.exists() and sum(isinstance(e, StepDone) for e in MetricsReader(metrics).read_new()) >= count:
             return
         time.sleep(0.1)
     raise AssertionError(f"no {count} steps within {timeout} s")
@@ -88,7 +88,7 @@ def test_kill_9_keeps_the_last_checkpoint_and_the_run_resumes(tmp_path, corpus):
     assert run.is_in_use() is None  # the lock died with the process
     assert run.summary().state == "failed"  # it said "running" and nobody holds the lock
     resumed = subprocess.run(
-        [sys.executable, "-m", "tui_gpt", "train", "--data-dir", str(data_dir), "--run", "killed", "--resume",
+        [sys.executable, "-m", "tui_gpt", "train", "--data-dir", str(data_dir), "--run-name", "killed", "--resume",
          "--max-steps", str(saved.step + 2)],
         cwd=REPO, env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True, timeout=300,
     )
@@ -102,7 +102,7 @@ def test_a_second_trainer_on_the_same_run_is_refused(tmp_path, corpus):
     try:
         wait_for_steps(data_dir, "busy", 1, process)
         second = subprocess.run(
-            [sys.executable, "-m", "tui_gpt", "train", "--data-dir", str(data_dir), "--run", "busy", "--resume"],
+            [sys.executable, "-m", "tui_gpt", "train", "--data-dir", str(data_dir), "--run-name", "busy", "--resume"],
             cwd=REPO, capture_output=True, text=True, timeout=120,
         )
         assert second.returncode == 2

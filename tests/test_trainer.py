@@ -15,8 +15,10 @@ import torch
 from engine.runs.checkpoints import latest_checkpoint
 
 from engine.training.checkpointing import load_checkpoint
-from engine.errors import CorpusError
-from engine.runs.events import CheckpointSaved, EvalDone, RunEnded, RunStarted, SampleGenerated, StepDone, read_events
+from engine.errors import CorpusError, RunError
+from engine.runs.events import (
+    CheckpointSaved, EvalDone, MetricsReader, RunEnded, RunStarted, SampleGenerated, StepDone,
+)
 from engine.runs.store import RunStore
 from engine.training.settings import TrainConfig
 from engine.training.trainer import train_run
@@ -42,14 +44,14 @@ def corpus(tmp_path, verdict_text) -> Path:
 
 
 def step_losses(run_dir: Path) -> list[float]:
-    return [e.loss for e in read_events(run_dir / "metrics.jsonl") if isinstance(e, StepDone)]
+    return [e.loss for e in MetricsReader(run_dir / "metrics.jsonl").read_new() if isinstance(e, StepDone)]
 
 
 def test_run_records_events_status_and_checkpoint(corpus, data_dir):
     outcome = train_run(tiny_train_config(corpus, max_steps=5), run_name="tiny", data_dir=data_dir)
     assert (outcome.state, outcome.step) == ("finished", 5)
     run = RunStore(data_dir).open("tiny")
-    events = read_events(run.metrics_path)
+    events = MetricsReader(run.metrics_path).read_new()
     assert isinstance(events[0], RunStarted) and events[0].total_steps == 5
     assert [e.step for e in events if isinstance(e, StepDone)] == [0, 1, 2, 3, 4]
     assert [e.step for e in events if isinstance(e, EvalDone)] == [0, 2, 4]
@@ -99,6 +101,18 @@ def test_bad_corpus_fails_before_any_run_folder(tmp_path, data_dir):
     with pytest.raises(CorpusError, match="not found"):
         train_run(tiny_train_config(tmp_path / "missing.txt"), run_name="x", data_dir=data_dir)
     assert not (data_dir / "runs" / "x").exists()
+
+
+def test_an_empty_run_name_is_refused_not_made_up(corpus, data_dir):
+    with pytest.raises(RunError, match="invalid run name ''"):
+        train_run(tiny_train_config(corpus, max_steps=1), run_name="", data_dir=data_dir)
+    assert not (data_dir / "runs").exists() or not any((data_dir / "runs").iterdir())
+
+
+def test_a_run_records_its_corpus_by_absolute_path(corpus, data_dir, monkeypatch):
+    monkeypatch.chdir(corpus.parent)
+    train_run(tiny_train_config(Path(corpus.name), max_steps=1), run_name="rel", data_dir=data_dir)
+    assert RunStore(data_dir).open("rel").read_config()["train"]["corpus"] == str(corpus)
 
 
 def test_non_finite_loss_stops_before_the_update(corpus, data_dir, monkeypatch):
@@ -162,7 +176,7 @@ def test_torchrun_two_gloo_ranks_train_and_resume(corpus, tmp_path):
         )
         assert result.returncode == 0, phase + result.stdout + result.stderr[:6000]
         assert f"rank 0 {expected}" in result.stdout and f"rank 1 {expected}" in result.stdout
-    events = read_events(data_dir / "runs" / "ddp" / "metrics.jsonl")
+    events = MetricsReader(data_dir / "runs" / "ddp" / "metrics.jsonl").read_new()
     started = [e for e in events if isinstance(e, RunStarted)]
     assert [s.world_size for s in started] == [2, 2] and [s.resumed for s in started] == [False, True]
     # Rank 0 alone writes metrics: one line per step, no duplicates.
@@ -171,3 +185,33 @@ def test_torchrun_two_gloo_ranks_train_and_resume(corpus, tmp_path):
     first = next(e for e in events if isinstance(e, StepDone))
     assert first.tokens_seen == 2 * 2 * 32
     assert json.loads((data_dir / "runs" / "ddp" / "status.json").read_text())["state"] == "finished"
+
+
+def test_torchrun_a_failed_save_on_rank_0_ends_every_rank_with_its_message(corpus, tmp_path):
+    """Rank 0 alone saves; when that fails (here: a full disk), the other rank must not wait for it forever."""
+    script = tmp_path / "ddp_disk_full.py"
+    script.write_text(textwrap.dedent(f"""
+        import os, sys
+        import engine.training.trainer
+        from engine.errors import CheckpointError
+        from tui_gpt.cli.main import main
+
+        def disk_full(*args, **kwargs):
+            raise CheckpointError("cannot save the checkpoint: disk full")
+
+        if os.environ["RANK"] == "0":
+            engine.training.trainer.save_checkpoint = disk_full
+        sys.exit(main(["train", "--data-dir", {str(tmp_path / "data")!r}, "--corpus", {str(corpus)!r},
+                       "--run-name", "ddp", "--preset", "gpt-nano", "--context-length", "32", "--batch-size", "2",
+                       "--max-steps", "4", "--checkpoint-every", "2", "--eval-freq", "2",
+                       "--eval-iter", "1", "--sample-tokens", "2", "--device", "cpu"]))
+    """))
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
+    # Far below the 30-minute collective timeout that the other rank would otherwise sit out.
+    result = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--standalone", str(script)],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=240,
+    )
+    assert result.returncode != 0
+    expected = "tui-gpt: error: run ddp failed at step 2: cannot save the checkpoint: disk full"
+    assert result.stderr.count(expected) == 2, result.stdout + result.stderr[-6000:]

@@ -111,6 +111,8 @@ def load_corpus(path: str | os.PathLike | None, extensions: tuple[str, ...] = DE
     if path is None or (isinstance(path, str) and path == "demo"):
         return _demo_corpus()
     given = str(path)
+    if not given.strip():
+        raise CorpusError("the corpus path is empty; name a file or folder, or leave the option out for the demo corpus")
     target = Path(path).expanduser().absolute()
     if not target.exists():
         raise CorpusError(f"corpus not found: {given}")

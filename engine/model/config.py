@@ -8,6 +8,9 @@ from typing import Any, Mapping
 from engine.errors import ConfigError
 
 _SYNONYMS = {"dropout_rate": "drop_rate"}
+# Far beyond any GPT-2 (xl: 48 layers of 1600, context 1024), yet small enough that a config
+# read from an edited file cannot make the model's construction itself exhaust memory.
+_LIMITS = {"vocab_size": 1 << 20, "context_length": 1 << 20, "emb_dim": 1 << 16, "n_heads": 1 << 10, "n_layers": 1 << 10}
 
 
 @dataclass(frozen=True)
@@ -28,6 +31,8 @@ class GPTConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
                 raise ConfigError(f"config field {name!r} must be a positive integer, got {value!r}")
+            if value > _LIMITS[name]:
+                raise ConfigError(f"config field {name!r} is {value:,}, more than tui-gpt supports ({_LIMITS[name]:,})")
         if self.emb_dim % self.n_heads:
             raise ConfigError(
                 f"config field 'emb_dim' ({self.emb_dim}) must be divisible by 'n_heads' ({self.n_heads})"

@@ -37,19 +37,11 @@ def is_out_of_space(exc: BaseException) -> bool:
     return isinstance(exc, OSError) and exc.errno in _OUT_OF_SPACE
 
 
-def _write_error(path: Path, exc: OSError) -> WriteError:
+def write_error(path: str | Path, exc: OSError) -> WriteError:
     """The one-line error to show for an OSError met while writing `path`."""
     if is_out_of_space(exc):
         return DiskFullError(f"disk full while writing {path}", exc.errno)
     return WriteError(f"cannot write {path}: {exc.strerror or exc}", exc.errno)
-
-
-def fsync_file(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def fsync_dir(path: Path) -> None:
@@ -83,7 +75,7 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
             raise
         fsync_dir(path.parent)
     except OSError as exc:
-        raise _write_error(path, exc) from exc
+        raise write_error(path, exc) from exc
 
 
 def atomic_write_json(path: str | Path, obj: Any) -> None:

@@ -18,16 +18,17 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import json
 import os
 import re
 import shutil
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from engine.errors import CheckpointError, ConfigError
 from engine.model.config import GPTConfig
+from engine.runs import untrusted_files
 from engine.runs.atomic import WriteError, atomic_write_json, fsync_dir
 
 FORMAT = 1
@@ -103,7 +104,7 @@ def _record_best(checkpoints_dir: Path, best: CheckpointInfo) -> None:
     record = {"step": best.step, "val_loss": best.val_loss, "path": best.path.name}
     path = checkpoints_dir / BEST_RECORD
     try:
-        if json.loads(path.read_text(encoding="utf-8")) == record:
+        if untrusted_files.read_json(path) == record:
             return
     except (OSError, ValueError):
         pass  # missing or unreadable: write it afresh
@@ -226,9 +227,12 @@ def check_files(folder: Path, manifest: dict[str, Any], names: tuple[str, ...], 
         if not isinstance(record, dict):
             raise CheckpointError(f"checkpoint file {folder / MANIFEST} is corrupt: it does not list {name}")
         try:
-            size = path.stat().st_size
+            info = path.stat()
         except FileNotFoundError:
             raise CheckpointError(f"checkpoint file {path} is missing") from None
+        if not stat.S_ISREG(info.st_mode):  # a device or a pipe would never finish hashing
+            raise CheckpointError(f"checkpoint file {path} is not a regular file")
+        size = info.st_size
         if size != record.get("size"):
             raise CheckpointError(f"checkpoint file {path} is corrupt: {size} bytes, expected {record.get('size')}")
         if hashes and _sha256(path) != record.get("sha256"):
@@ -237,7 +241,7 @@ def check_files(folder: Path, manifest: dict[str, Any], names: tuple[str, ...], 
 
 def _sha256(path: Path) -> str:
     digest = hashlib.sha256()
-    with open(path, "rb") as f:
+    with os.fdopen(untrusted_files.open_regular_for_reading(path), "rb") as f:
         while chunk := f.read(1 << 20):
             digest.update(chunk)
     return digest.hexdigest()
@@ -245,7 +249,7 @@ def _sha256(path: Path) -> str:
 
 def read_json(path: Path) -> Any:
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        return untrusted_files.read_json(path)
     except FileNotFoundError:
         raise CheckpointError(f"checkpoint file {path} is missing") from None
     except (OSError, ValueError) as exc:

@@ -2,7 +2,8 @@
 
 The training loop emits these; the run folder's `metrics.jsonl` stores one per
 line, flushed as it happens; front ends (the CLI progress bar, the TUI) read
-them back, possibly from another process, with `MetricsReader`.
+them back, possibly from another process, with `MetricsReader`, and add them
+up with engine.runs.progress.
 """
 
 from __future__ import annotations
@@ -14,6 +15,9 @@ import time
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, ClassVar, Iterator
+
+from engine.runs.atomic import write_error
+from engine.runs.untrusted_files import open_regular_for_reading, open_regular_for_writing, parse_json
 
 
 def _clean(value: Any) -> Any:
@@ -110,13 +114,40 @@ EVENT_TYPES: dict[str, type[Event]] = {
 }
 
 
-def event_from_dict(data: dict[str, Any]) -> Event | None:
-    """Rebuild an event; None for a kind this version does not know (newer writers)."""
-    cls = EVENT_TYPES.get(data.get("event", ""))
+# What a field of each annotation may hold in a file. Floats may be null: non-finite values are written so.
+_ACCEPTS = {
+    "int": lambda v: isinstance(v, int) and not isinstance(v, bool),
+    "float": lambda v: v is None or (isinstance(v, (int, float)) and not isinstance(v, bool)),
+    "str": lambda v: isinstance(v, str),
+    "bool": lambda v: isinstance(v, bool),
+}
+_ACCEPTS["float | None"] = _ACCEPTS["float"]
+
+
+def event_from_dict(data: Any) -> Event | None:
+    """Rebuild an event; None for a kind this version does not know (newer writers) or a malformed one.
+
+    metrics.jsonl may have been edited or damaged: a line that is not an object, or
+    whose fields have the wrong types, is no event, so it cannot break whoever reads it.
+    """
+    if not isinstance(data, dict):
+        return None
+    cls = EVENT_TYPES.get(data.get("event")) if isinstance(data.get("event"), str) else None
     if cls is None:
         return None
-    names = {f.name for f in fields(cls)}
-    return cls(**{k: v for k, v in data.items() if k in names})
+    values = {}
+    for f in fields(cls):
+        if f.name not in data:
+            continue
+        value = data[f.name]
+        accepts = _ACCEPTS.get(f.type) if isinstance(f.type, str) else None
+        if accepts is not None and not accepts(value):
+            return None
+        values[f.name] = value
+    try:
+        return cls(**values)
+    except TypeError:  # a required field is missing
+        return None
 
 
 class MetricsWriter:
@@ -124,11 +155,15 @@ class MetricsWriter:
 
     def __init__(self, path: Path):
         self.path = Path(path)
-        self._file = open(self.path, "a", encoding="utf-8")
+        fd = open_regular_for_writing(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT)
+        self._file = os.fdopen(fd, "a", encoding="utf-8")
 
     def write(self, event: Event) -> None:
-        self._file.write(json.dumps(event.to_dict()) + "\n")
-        self._file.flush()
+        try:
+            self._file.write(json.dumps(event.to_dict()) + "\n")
+            self._file.flush()
+        except OSError as exc:  # a full disk above all: name the file that could not be written
+            raise write_error(self.path, exc) from exc
 
     def close(self) -> None:
         self._file.close()
@@ -154,7 +189,11 @@ class MetricsReader:
             self._offset = 0
         if size == self._offset:
             return []
-        with open(self.path, "rb") as f:
+        try:
+            fd = open_regular_for_reading(self.path)
+        except OSError:  # gone, or replaced by something that is not a file: nothing to read
+            return []
+        with os.fdopen(fd, "rb") as f:
             f.seek(self._offset)
             chunk = f.read(size - self._offset)
         end = chunk.rfind(b"\n") + 1
@@ -162,15 +201,11 @@ class MetricsReader:
         return list(_parse_lines(chunk[:end]))
 
 
-def read_events(path: Path) -> list[Event]:
-    return MetricsReader(path).read_new()
-
-
 def _parse_lines(data: bytes) -> Iterator[Event]:
     for line in data.splitlines():
         try:
-            event = event_from_dict(json.loads(line))
-        except (ValueError, TypeError):
+            event = event_from_dict(parse_json(line))
+        except ValueError:
             continue  # a torn or foreign line: skip it, keep following
         if event is not None:
             yield event

@@ -1,6 +1,6 @@
 """The run store: one folder per training run under <data_dir>/runs/.
 
-    <data_dir>/runs/<name>/config.json    what the run trains: {"name", "created", "model", "train", "corpus"}
+    <data_dir>/runs/<name>/config.json    what the run trains: {"name", "created", "id", "model", "train", "corpus"}
     <data_dir>/runs/<name>/metrics.jsonl  events, one per line (engine.runs.events)
     <data_dir>/runs/<name>/status.json    {"state", "pid", "step", "updated", "message"}
     <data_dir>/runs/<name>/train.log      human-readable log
@@ -14,24 +14,29 @@ a status that still says "running" while nobody holds the lock is a crashed run.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
+import fcntl
 import os
 import re
 import shutil
 import time
+import uuid
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Iterator
 
 import platformdirs
 
-from engine.runs.atomic import WriteError, atomic_write_json
 from engine.errors import RunError
-from engine.runs.summary import MetricsSummaries, RunSummary, describe_model, folder_size
+from engine.runs.atomic import WriteError, atomic_write_json
+from engine.runs.untrusted_files import is_link, open_regular_for_reading, open_regular_for_writing, read_json
+from engine.runs.progress import MetricsFollower
+from engine.runs.summary import RunSummary, describe_model, folder_size
 
 STATES = ("running", "finished", "stopped", "failed")
 MAX_NAME_LENGTH = 100
+# File names hold 255 bytes; the rest is left for the prefixes and suffixes tui-gpt adds to a run's name.
+MAX_NAME_BYTES = 200
 # A trainer starting while a UI probes the lock would otherwise see it as taken.
 _LOCK_RETRY_SECONDS = 0.5
 
@@ -59,6 +64,8 @@ def _name_problem(name: Any) -> str | None:
         return "it must be a non-empty string"
     if len(name) > MAX_NAME_LENGTH:
         return f"it is longer than {MAX_NAME_LENGTH} characters"
+    if len(name.encode("utf-8", "surrogatepass")) > MAX_NAME_BYTES:
+        return f"it takes more than {MAX_NAME_BYTES} bytes as a file name (UTF-8)"
     if "/" in name or "\\" in name:
         return "it must not contain / or \\"
     if name.startswith("."):
@@ -81,11 +88,7 @@ class RunStore:
         self.data_dir = default_data_dir(data_dir)
         self.runs_dir = self.data_dir / "runs"
         self.cache_dir = self.data_dir / "cache"
-        self._summaries = MetricsSummaries()
-
-    def ensure_cache_dir(self) -> Path:
-        self._make_dir(self.cache_dir)
-        return self.cache_dir
+        self._follower = MetricsFollower()  # one reader per metrics.jsonl, shared by every Run object
 
     def _make_dir(self, path: Path) -> None:
         try:
@@ -95,8 +98,9 @@ class RunStore:
 
     def _run_dir(self, name: str) -> Path:
         path = self.runs_dir / validate_run_name(name)
-        if path.resolve().parent != self.runs_dir.resolve():
-            raise RunError(f"invalid run name {name!r}: it leads outside {self.runs_dir}")
+        if is_link(path) or path.resolve().parent != self.runs_dir.resolve():
+            # A linked run folder could make tui-gpt write, size or delete outside the data dir.
+            raise RunError(f"run {name} is a link that may lead outside {self.runs_dir}; tui-gpt uses only real run folders")
         return path
 
     def exists(self, name: str) -> bool:
@@ -114,7 +118,7 @@ class RunStore:
         return name
 
     def create(self, name: str, config: dict[str, Any]) -> Run:
-        """Make the folder of a new run and write its config.json ("name" and "created" added if absent)."""
+        """Make the folder of a new run and write its config.json ("name", "created" and "id" added if absent)."""
         path = self._run_dir(name)
         self._make_dir(self.runs_dir)
         try:
@@ -125,7 +129,7 @@ class RunStore:
             raise RunError(f"cannot write to data dir {self.data_dir}: {exc.strerror or exc}") from exc
         run = self._run(name, path)
         try:
-            run.write_config({"name": name, "created": now_iso(), **config})
+            run.write_config({"name": name, "created": now_iso(), "id": uuid.uuid4().hex, **config})
         except RunError:
             shutil.rmtree(path, ignore_errors=True)
             raise
@@ -138,34 +142,37 @@ class RunStore:
         return self._run(name, path)
 
     def list(self) -> list[RunSummary]:
-        """Every run, most recently updated first."""
+        """Every run, most recently updated first; each metrics.jsonl is read only where it grew."""
         try:
-            entries = [e for e in os.scandir(self.runs_dir) if e.is_dir() and _name_problem(e.name) is None]
+            entries = [e for e in os.scandir(self.runs_dir)
+                       if e.is_dir(follow_symlinks=False) and _name_problem(e.name) is None]
         except FileNotFoundError:
-            return []
-        summaries = [self._run(e.name, Path(e.path)).summary() for e in entries]
+            entries = []
+        runs = [self._run(e.name, Path(e.path)) for e in entries]
+        self._follower.keep_only(run.metrics_path for run in runs)
+        summaries = [run.summary() for run in runs]
         return sorted(summaries, key=lambda s: s.updated, reverse=True)
 
     def delete(self, name: str) -> None:
         """Delete a run's folder; RunError if a process is using the run."""
         run = self.open(name)
-        trash = self.runs_dir / f".deleting-{name}-{os.getpid()}"
+        trash = self.runs_dir / f".deleting-{os.getpid()}-{time.monotonic_ns()}"
         with run.lock():  # nobody can start training it while it goes
             try:
                 os.rename(run.dir, trash)
             except OSError as exc:
                 raise RunError(f"cannot delete run {name}: {exc.strerror or exc}") from exc
         shutil.rmtree(trash, ignore_errors=True)
-        self._summaries.forget(run.metrics_path)
+        self._follower.forget(run.metrics_path)
 
     def _run(self, name: str, path: Path) -> Run:
-        return Run(name, path, self._summaries)
+        return Run(name, path, self._follower)
 
 
 class Run:
     """One run's folder and the files in it."""
 
-    def __init__(self, name: str, path: Path, summaries: MetricsSummaries | None = None):
+    def __init__(self, name: str, path: Path, follower: MetricsFollower | None = None):
         self.name = name
         self.dir = Path(path)
         self.config_path = self.dir / "config.json"
@@ -174,14 +181,14 @@ class Run:
         self.log_path = self.dir / "train.log"
         self.checkpoints_dir = self.dir / "checkpoints"
         self.lock_path = self.dir / ".lock"
-        self._summaries = summaries or MetricsSummaries()
+        self._follower = follower or MetricsFollower()
 
     def __repr__(self) -> str:
         return f"Run({self.name!r}, {str(self.dir)!r})"
 
     def read_config(self) -> dict[str, Any]:
         try:
-            config = json.loads(self.config_path.read_text(encoding="utf-8"))
+            config = read_json(self.config_path)
         except FileNotFoundError:
             raise RunError(f"run {self.name} has no config.json in {self.dir}") from None
         except (OSError, ValueError) as exc:
@@ -190,6 +197,11 @@ class Run:
             raise RunError(f"cannot read {self.config_path}: it is not a JSON object")
         return config
 
+    def creation_id(self) -> str:
+        """What tells this run from an earlier, deleted run of the same name: its "id" (else when it was created)."""
+        config = self.read_config()
+        return str(config.get("id") or config.get("created") or "")
+
     def write_config(self, config: dict[str, Any]) -> None:
         self._write_json(self.config_path, config)
 
@@ -197,15 +209,47 @@ class Run:
         if state not in STATES:
             raise ValueError(f"run state must be one of {STATES}, got {state!r}")
         status = {"state": state, "pid": os.getpid(), "step": step, "updated": now_iso(), "message": message}
-        self._write_json(self.status_path, status)
+        try:
+            self._write_json(self.status_path, status)
+        except RunError:
+            if state == "running" or not self._overwrite_status_in_place(status):
+                raise
+
+    def _overwrite_status_in_place(self, status: dict[str, Any]) -> bool:
+        """The last word of a run on a full disk: rewrite the existing status.json in its own blocks.
+
+        Not atomic (a crash now could leave it torn, and a torn status reads as absent), but
+        a run that failed for want of space must not be left saying "running".
+        """
+        data = (json.dumps(status, indent=2) + "\n").encode("utf-8")
+        try:
+            fd = open_regular_for_writing(self.status_path, os.O_WRONLY)
+        except OSError:
+            return False
+        try:
+            if os.fstat(fd).st_size < len(data):
+                data = json.dumps(status, separators=(",", ":")).encode("utf-8")
+            os.pwrite(fd, data, 0)
+            os.ftruncate(fd, len(data))
+            os.fsync(fd)
+            return True
+        except OSError:
+            return False
+        finally:
+            os.close(fd)
 
     def read_status(self) -> dict[str, Any]:
         """The last status written, or {} if there is none (a run never started)."""
         try:
-            status = json.loads(self.status_path.read_text(encoding="utf-8"))
+            status = read_json(self.status_path)
         except (OSError, ValueError):
             return {}
-        return status if isinstance(status, dict) else {}
+        if not isinstance(status, dict):
+            return {}
+        # Hand-edited or damaged values read as absent, so one bad file cannot break a listing.
+        expected = {"state": str, "pid": int, "step": int, "updated": str, "message": str}
+        return {key: value for key, value in status.items()
+                if key not in expected or (isinstance(value, expected[key]) and not isinstance(value, bool))}
 
     def _write_json(self, path: Path, obj: Any) -> None:
         try:
@@ -220,7 +264,7 @@ class Run:
         The .lock file stays when released: deleting it could let two processes lock different files.
         """
         try:
-            fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+            fd = open_regular_for_writing(self.lock_path, os.O_RDWR | os.O_CREAT)
         except OSError as exc:
             raise RunError(f"cannot lock run {self.name}: {exc.strerror or exc}") from exc
         try:
@@ -238,8 +282,10 @@ class Run:
     def is_in_use(self) -> int | None:
         """The pid of the process holding the lock (-1 if it has not written it yet), or None."""
         try:
-            fd = os.open(self.lock_path, os.O_RDONLY)
+            fd = open_regular_for_reading(self.lock_path)
         except FileNotFoundError:
+            return None
+        except OSError:  # a link or something that is not a file: no trainer of ours holds that
             return None
         try:
             # A shared probe: UIs polling at the same time do not see each other as holders.
@@ -256,7 +302,7 @@ class Run:
             config = self.read_config()
         except RunError:
             config = {}
-        metrics = self._summaries.get(self.metrics_path)
+        progress = self._follower.progress(self.metrics_path)
         state = status.get("state", "new")
         if self.is_in_use() is not None:
             state = "running"
@@ -268,14 +314,14 @@ class Run:
         return RunSummary(
             name=self.name,
             model=describe_model(config),
-            steps=max((s for s in (status_step, metrics.steps) if s is not None), default=0),
-            best_val_loss=metrics.best_val_loss,
-            best_val_ppl=metrics.best_val_ppl,
-            best_val_bpb=metrics.best_val_bpb,
+            steps=max(status_step or 0, progress.steps_done),
+            best_val_loss=progress.best_val_loss,
+            best_val_ppl=progress.best_val_ppl,
             updated=datetime.fromtimestamp(updated).astimezone(),
             size_bytes=folder_size(self.dir),
             state=state,
             message=str(status.get("message", "")),
+            progress=progress,
         )
 
 

@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from typing import Callable
 
 import torch
 import torch.distributed as dist
 
+from engine.errors import RunError
 from engine.training.device import resolve_device
 
 
@@ -49,6 +51,29 @@ class Distributed:
         if self.enabled:
             dist.barrier()
 
+    def run_on_main(self, action: Callable[[], None]) -> None:
+        """Run `action` on rank 0 alone, and fail on every rank if it fails there.
+
+        The other ranks wait for rank 0's outcome rather than at a barrier, so a
+        failure there (a full disk while saving) ends them all at once with its
+        one-line message, instead of leaving them blocked until the collective
+        times out. Rank 0 raises its own error; the others a RunError with its message.
+        """
+        if not self.enabled:
+            action()
+            return
+        error: Exception | None = None
+        if self.is_main:
+            try:
+                action()
+            except Exception as exc:  # every kind: the other ranks must not wait for an outcome that never comes
+                error = exc
+        message = self.broadcast_text("" if error is None else _one_line(error))
+        if error is not None:
+            raise error
+        if message:
+            raise RunError(message)
+
     def gather_tensor(self, tensor: torch.Tensor) -> list[torch.Tensor]:
         """Every rank's copy of a same-shaped tensor (used for per-rank RNG states)."""
         if not self.enabled:
@@ -65,6 +90,11 @@ class Distributed:
         box = [text]
         dist.broadcast_object_list(box, src=0)
         return box[0]
+
+
+def _one_line(error: Exception) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
 
 
 def _comm_device() -> torch.device:

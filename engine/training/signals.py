@@ -1,4 +1,4 @@
-"""Stopping a training run cleanly from a signal, and the exit codes that say how it ended."""
+"""Stopping a training run cleanly from a signal."""
 
 from __future__ import annotations
 
@@ -6,11 +6,7 @@ import os
 import signal
 import sys
 
-EXIT_FINISHED = 0
-EXIT_FAILED = 1  # an error during training (non-finite loss, out of memory, ...)
-EXIT_BAD_INPUT = 2  # bad config, corpus, run name or path; nothing was trained
-EXIT_STOPPED = 3  # stopped on request after saving a checkpoint; resume with --resume
-EXIT_ABORTED = 130  # a second Ctrl-C: left at once, without a new checkpoint
+from engine.runs.exit_codes import EXIT_ABORTED
 
 
 class GracefulStop:

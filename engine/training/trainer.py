@@ -9,6 +9,7 @@ folder, holds the run's lock while it trains, records every event in
 from __future__ import annotations
 
 import contextlib
+import os
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -20,15 +21,17 @@ from torch.utils.data import DataLoader, Sampler, Subset, default_collate
 from engine.training import distributed
 from engine.runs.checkpoints import best_checkpoint
 from engine.training.checkpointing import load_latest_valid, save_checkpoint
-from engine.training.state_codec import state_to_tensors, tensors_to_state
+from engine.training.state_codec import state_to_tensors
 from engine.model.config import GPTConfig, get_preset
 from engine.data.corpus import require_tokens
 from engine.data.windows import TokenWindowDataset
 from engine.training.device import autocast_dtype
-from engine.errors import ConfigError, RunError, TuiGptError
+from engine.errors import ConfigError, CorpusError, RunError, TuiGptError
 from engine.runs.events import CheckpointSaved, EvalDone, Event, MetricsWriter, RunEnded, RunStarted, SampleGenerated
 from engine.model.gpt import GPTModel
-from engine.runs.store import RunStore
+from engine.runs.store import RunStore, validate_run_name
+from engine.runs.atomic import write_error
+from engine.runs.untrusted_files import open_regular_for_writing
 from engine.data.training_data import load_training_data
 from engine.model.tokenizer import get_tokenizer
 from engine.training.settings import TrainConfig
@@ -120,9 +123,9 @@ def _build_model(config: TrainConfig, device: torch.device) -> GPTModel:
     overrides = dict(config.model_overrides)
     if not config.init_from:
         return GPTModel(get_preset(config.preset).with_overrides(**overrides)).to(device)
-    from engine.weights.pretrained import load_any_model
+    from engine.weights.resolver import resolve_model
 
-    model, _ = load_any_model(config.init_from, device=str(device))
+    model = resolve_model(config.init_from, device=str(device)).model
     cfg = model.cfg
     context = overrides.pop("context_length", cfg.context_length)
     if context > cfg.context_length:
@@ -146,12 +149,18 @@ class _RunLog:
     """train.log: one readable line per evaluation, sample, checkpoint and ending."""
 
     def __init__(self, path: Path | None):
-        self.file = open(path, "a", encoding="utf-8") if path else None
+        self.file, self.path = None, path
+        if path:
+            fd = open_regular_for_writing(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT)
+            self.file = os.fdopen(fd, "a", encoding="utf-8")
 
     def __call__(self, line: str) -> None:
         if self.file:
-            self.file.write(time.strftime("%Y-%m-%d %H:%M:%S ") + line + "\n")
-            self.file.flush()
+            try:
+                self.file.write(time.strftime("%Y-%m-%d %H:%M:%S ") + line + "\n")
+                self.file.flush()
+            except OSError as exc:
+                raise write_error(self.path, exc) from exc
 
     def close(self) -> None:
         if self.file:
@@ -159,33 +168,40 @@ class _RunLog:
 
 
 def train_run(config: TrainConfig | None = None, *, run_name: str | None = None, data_dir=None, resume: bool = False,
-              on_event: Callable[[Event], None] | None = None, should_stop: Callable[[], bool] | None = None,
-              log: Callable[[str], None] | None = None) -> RunOutcome:
+              corpus_named: bool = False, on_event: Callable[[Event], None] | None = None,
+              should_stop: Callable[[], bool] | None = None, log: Callable[[str], None] | None = None) -> RunOutcome:
     """Start (or with `resume`, continue) a run; returns how it ended.
 
+    A resumed run trains on the corpus it recorded, unless `corpus_named` (the
+    person named one for this resume): then on `config.corpus`.
     Bad input raises a TuiGptError before anything is written; failures while
     training (non-finite loss, out of memory, disk full) end the run as "failed"
     with a one-line message, keeping the last good checkpoint.
     """
+    if run_name is not None:
+        validate_run_name(run_name)  # an explicitly empty name is a mistake, not a request for a made-up one
     ctx, device = distributed.setup(config.device if config else "auto")
     try:
-        return _train(config, ctx, device, run_name, data_dir, resume, on_event, should_stop or (lambda: False), log)
+        return _train(config, ctx, device, run_name, data_dir, resume, corpus_named, on_event,
+                      should_stop or (lambda: False), log)
     finally:
         distributed.teardown(ctx)
 
 
-def _train(config, ctx, device, run_name, data_dir, resume, on_event, should_stop, log) -> RunOutcome:
+def _train(config, ctx, device, run_name, data_dir, resume, corpus_named, on_event, should_stop, log) -> RunOutcome:
     store = RunStore(data_dir)
     say = log if (log and ctx.is_main) else (lambda line: None)
     with contextlib.ExitStack() as held:
         if resume:
             if not run_name:
-                raise RunError("--resume needs the name of the run to continue (--run NAME)")
+                raise RunError("--resume needs the name of the run to continue (--run-name NAME)")
             run = store.open(run_name)
             if ctx.is_main:
                 held.enter_context(run.lock())
             stored = run.read_config()
             config = config or TrainConfig.from_dict(stored["train"])
+            if not corpus_named:
+                config = config.with_overrides(corpus=_recorded_corpus(stored))
         elif config is None:
             raise ConfigError("a new run needs a training config")
 
@@ -197,6 +213,13 @@ def _train(config, ctx, device, run_name, data_dir, resume, on_event, should_sto
         ctx.barrier()
         if not ctx.is_main:
             corpus = splits = _training_data(config, store.cache_dir)
+        if resume and not corpus_named and corpus.fingerprint != stored["corpus"]["fingerprint"]:
+            raise CorpusError(f"the run's corpus {corpus.path or corpus.name} changed since the run started; "
+                              "to train on it as it is now, name it with --corpus")
+        if corpus.path is not None:
+            config = config.with_overrides(corpus=str(corpus.path))  # recorded absolute: resumable from anywhere
+        if config.val_corpus and not config.val_corpus.startswith("hf:"):
+            config = config.with_overrides(val_corpus=str(Path(config.val_corpus).expanduser().absolute()))
         if resume:
             model = GPTModel(GPTConfig.from_dict(stored["model"])).to(device)
         else:
@@ -253,6 +276,16 @@ def _training_data(config: TrainConfig, cache_dir: Path, say=lambda line: None):
                               train_ratio=config.train_ratio, seed=config.seed, on_progress=on_progress)
 
 
+def _recorded_corpus(stored: dict) -> str | None:
+    """What the run was started on: an absolute path, hf:NAME or None (the demo corpus); CorpusError if it is gone."""
+    path = stored["corpus"]["path"]
+    if path is None:
+        return stored["train"].get("corpus")  # the demo corpus (None) or a dataset's name (hf:NAME)
+    if not Path(path).exists():
+        raise CorpusError(f"the run's corpus {path} is gone; to continue on another, name it with --corpus")
+    return path
+
+
 @dataclass
 class _RunData:
     train: TokenWindowDataset
@@ -272,7 +305,7 @@ def _load_resume_state(run, model, optimizer, fingerprint: str, say) -> _ResumeS
         say(f"warning: {warning}")
     if checkpoint is None:
         raise RunError(f"run {run.name} has no valid checkpoint to resume from")
-    state = tensors_to_state(checkpoint.training_tensors, checkpoint.training_meta)
+    state = checkpoint.training_state()
     model.load_state_dict(checkpoint.model_state)
     optimizer.load_state_dict(state["optimizer"])
     position = LoopPosition(**state["position"])
@@ -331,9 +364,10 @@ def _train_locked(config, ctx, device, run, model, optimizer, resumed: _ResumeSt
         rng = {f"rank{r}": s for r, s in enumerate(ctx.gather_tensor(torch.get_rng_state()))}
         if device.type == "cuda":
             rng["cuda"] = torch.cuda.get_rng_state(device)
-        if not ctx.is_main:
-            ctx.barrier()
-            return
+        # Rank 0 saves; a failure there (a full disk) ends every rank with its message.
+        ctx.run_on_main(lambda: save_checkpoint_now(reason, rng))
+
+    def save_checkpoint_now(reason: str, rng: dict) -> None:
         tensors, meta = state_to_tensors({
             "format": CHECKPOINT_FORMAT,
             "optimizer": optimizer.state_dict(),
@@ -348,7 +382,6 @@ def _train_locked(config, ctx, device, run, model, optimizer, resumed: _ResumeSt
                                val_loss=loop.pos.last_val_loss, keep_last=config.keep_last)
         emit(CheckpointSaved(step=loop.pos.step, path=str(path), val_loss=loop.pos.last_val_loss,
                              best=_is_best(run.checkpoints_dir, path)))
-        ctx.barrier()
 
     settings = LoopSettings(
         epochs=epochs, total_steps=total_steps, eval_freq=config.eval_freq, eval_iter=config.eval_iter, lr=config.lr,
@@ -390,12 +423,15 @@ def _train_locked(config, ctx, device, run, model, optimizer, resumed: _ResumeSt
     finally:
         if state == "failed" and not message:
             message = "the run ended with an internal error; see train.log"
-        emit(RunEnded(step=loop.pos.step, state=state, message=message))
+        # Recording the ending must not hide why the run ended: on a full disk these writes may fail too.
+        with contextlib.suppress(OSError, TuiGptError):
+            emit(RunEnded(step=loop.pos.step, state=state, message=message))
         if ctx.is_main:
             run.write_status(state, step=loop.pos.step, message=message)
-        if writer:
-            writer.close()
-        run_log.close()
+        with contextlib.suppress(OSError):
+            if writer:
+                writer.close()
+            run_log.close()
     return RunOutcome(run_name=run.name, state=state, step=loop.pos.step, message=message)
 
 

@@ -8,9 +8,9 @@ import torch
 
 from engine.errors import CheckpointError
 from engine.model.config import GPTConfig
-from engine.model.gpt import GPTModel, meta_model
+from engine.model.gpt import GPTModel
 from engine.runs.checkpoints import MODEL_CONFIG, find_model_weights, read_model_config
-from engine.weights.tensor_files import check_model_state, load_tensors
+from engine.weights.tensor_files import check_model_state, load_tensors, model_from_state
 
 
 def load_model(
@@ -35,6 +35,4 @@ def load_model(
         notes.append(f"using the checkpoint's config (differs in: {differences})")
     state = load_tensors(weights_file, device)
     check_model_state(config, state, weights_file)
-    model = meta_model(config)  # no memory or time spent on weights about to be replaced
-    model.load_state_dict(state, strict=True, assign=True)
-    return model.eval(), notes
+    return model_from_state(config, state, device, weights_file), notes

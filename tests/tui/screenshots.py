@@ -28,7 +28,7 @@ SIZE = (110, 32)
 
 def train(data_dir: Path, run: str, corpus: Path, steps: int, lr: str) -> None:
     subprocess.run(
-        [sys.executable, "-m", "tui_gpt", "train", "--data-dir", str(data_dir), "--run", run, "--corpus", str(corpus),
+        [sys.executable, "-m", "tui_gpt", "train", "--data-dir", str(data_dir), "--run-name", run, "--corpus", str(corpus),
          "--preset", "gpt-nano", "--context-length", "64", "--batch-size", "4", "--max-steps", str(steps),
          "--lr", lr, "--eval-freq", "10", "--eval-iter", "2", "--sample-tokens", "12"],
         cwd=REPO, check=True, stdout=subprocess.DEVNULL,
@@ -39,7 +39,7 @@ async def shoot(data_dir: Path, out: Path) -> None:
     app = TuiGptApp(data_dir)
     async with app.run_test(size=SIZE) as pilot:
         await wait_until_ready(pilot, app)
-        await wait_for(pilot, lambda: len(app.histories) == 2, what="the runs")
+        await wait_for(pilot, lambda: len(app.runs.progress) == 2, what="the runs")
         for editor in app.query("Input, PromptInput"):
             editor.cursor_blink = False
         prompt = app.query_one("#prompt-pane")

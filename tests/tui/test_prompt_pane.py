@@ -70,7 +70,7 @@ async def test_first_launch_generates_from_an_untrained_model_and_streams_the_te
         shown = str(views(app)[-1].render())
         assert shown.startswith(PROMPT + exchange.completion)
         assert "40 generated" in shown_text(views(app)[-1])
-    saved = TranscriptStore(data_dir / "transcripts").load("fresh-gpt-nano")
+    saved = TranscriptStore(data_dir / "transcripts").load(("fresh", "gpt-nano"))
     assert [e.completion for e in saved] == [exchange.completion]
 
 
@@ -111,7 +111,7 @@ async def test_escape_stops_generation_at_once_keeping_the_text(data_dir):
         await pilot.pause(0.3)
         assert len(exchange.tokens) == kept  # nothing arrives after the stop
         assert "stopped" in shown_text(views(app)[-1])
-    saved = TranscriptStore(data_dir / "transcripts").load("fresh-gpt-nano")
+    saved = TranscriptStore(data_dir / "transcripts").load(("fresh", "gpt-nano"))
     assert saved[-1].stopped and len(saved[-1].tokens) == kept
 
 
@@ -237,7 +237,7 @@ async def test_clearing_the_transcript_asks_first(data_dir):
         assert app.focused.id == "transcript"  # back where it was
         await pilot.press("x", "y")
         await wait_for(pilot, lambda: not views(app))
-    assert TranscriptStore(data_dir / "transcripts").load("fresh-gpt-nano") == []
+    assert TranscriptStore(data_dir / "transcripts").load(("fresh", "gpt-nano")) == []
 
 
 async def test_model_picker_switches_to_another_model(data_dir):

@@ -68,7 +68,7 @@ def test_prompt_and_read_the_streamed_completion_in_tmux(tmp_path):
         tmux.keys("Every effort moves you", literal=True)
         tmux.keys("Enter")
         screen = tmux.wait_for("50 generated", timeout=60)
-        completion = TranscriptStore(data_dir / "transcripts").load("fresh-gpt-nano")[-1].completion
+        completion = TranscriptStore(data_dir / "transcripts").load(("fresh", "gpt-nano"))[-1].completion
         # The transcript is the first bordered box of each line; its text is wrapped (long words
         # folded), so compare without whitespace.
         transcript = "".join(line.split("│")[1] for line in screen.splitlines() if line.count("│") >= 2)

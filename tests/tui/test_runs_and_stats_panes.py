@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import engine.runs.events
+from engine.runs.events import EvalDone, MetricsWriter
 from engine.runs.store import RunStore
 from tui_gpt.app.app import TuiGptApp
 from tui_gpt.app.services.model_catalog import ModelChoice
@@ -116,3 +120,29 @@ async def test_a_run_in_use_cannot_be_deleted(data_dir):
             await pilot.press("escape")
             assert app.is_running
     assert run.dir.is_dir()
+
+
+async def test_the_app_reads_what_a_metrics_file_gained_once_and_every_pane_sees_it(data_dir, monkeypatch):
+    make_run(data_dir, "alpha", evals=2)
+    opened: list[Path] = []
+
+    def counting_open(file, mode="r", *args, **kwargs):
+        if "r" in mode:
+            opened.append(Path(file))
+        return open(file, mode, *args, **kwargs)
+
+    monkeypatch.setattr(engine.runs.events, "open", counting_open, raising=False)
+    app = TuiGptApp(data_dir)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await wait_until_ready(pilot, app)
+        await wait_for(pilot, lambda: "alpha" in app.runs.progress, what="the run")
+        await pilot.pause(0.6)  # a poll or two more, with nothing new
+        assert len(opened) == 1  # the runs list, the train, stats and runs panes: one read
+        writer = MetricsWriter(RunStore(data_dir).open("alpha").metrics_path)
+        writer.write(EvalDone(step=29, epoch=0, tokens_seen=1920, train_loss=6.5, val_loss=7.25, train_ppl=665.1,
+                              val_ppl=1408.1))
+        writer.close()
+        await wait_for(pilot, lambda: len(app.runs.progress["alpha"].evals) == 3, what="the new evaluation")
+        await pilot.press("f3")
+        await wait_for(pilot, lambda: "7.250" in shown_text(app.query_one("#stats-latest")), what="the stats")
+        assert len(opened) == 2 and {path.parent.name for path in opened} == {"alpha"}

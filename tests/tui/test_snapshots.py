@@ -33,7 +33,7 @@ def scene(data_dir, monkeypatch):
     tokens = [TokenRecord(i, text, prob, tuple((100 + j, alt, p) for j, (alt, p) in enumerate(alternatives.items())))
               for i, (text, prob) in enumerate(words)]
     TranscriptStore(data_dir / "transcripts").append(
-        "fresh-gpt-nano",
+        ("fresh", "gpt-nano"),
         Exchange("Every effort moves you", "untrained gpt-nano (13M parameters, random weights)",
                  {"max_new_tokens": 6, "temperature": 0.0, "top_k": None, "top_p": None, "seed": None}, tokens),
     )
@@ -46,7 +46,8 @@ def ready_on(pane: str, *keys: str):
     async def run_before(pilot) -> None:
         app = pilot.app
         await wait_until_ready(pilot, app)
-        await wait_for(pilot, lambda: len(app.histories) == 2 and all(h.evals for h in app.histories.values()),
+        runs = app.runs.progress
+        await wait_for(pilot, lambda: len(runs) == 2 and all(p.evals for p in runs.values()),
                        what="the runs")
         for editor in app.query("Input, PromptInput"):
             editor.cursor_blink = False  # a blinking cursor would be caught on or off

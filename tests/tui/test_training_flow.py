@@ -52,8 +52,8 @@ async def start_run(pilot, app: TuiGptApp, corpus: Path, **settings: str) -> str
     return train.current_run
 
 
-def history(app: TuiGptApp, name: str):
-    return app.histories.get(name)
+def progress_of(app: TuiGptApp, name: str):
+    return app.runs.progress.get(name)
 
 
 async def test_a_short_run_trains_and_its_evaluations_reach_the_stats(data_dir, corpus, no_runs_left_behind):
@@ -63,9 +63,9 @@ async def test_a_short_run_trains_and_its_evaluations_reach_the_stats(data_dir, 
         train = app.query_one(TrainPane)
         await wait_for(pilot, lambda: train.state_of(name) == "finished", timeout=120, what="the run to finish")
         await pilot.pause(0.6)  # one more poll for the last events
-        run_history = history(app, name)
-        assert [e.step for e in run_history.evals] == [0, 1, 2, 3]
-        assert len(run_history.samples) >= 4
+        progress = progress_of(app, name)
+        assert [e.step for e in progress.evals] == [0, 1, 2, 3]
+        assert len(progress.samples) >= 4
         assert "finished" in shown_text(app.query_one("#run-progress"))
         assert "Samples (" in app.query_one("#sample-timeline").border_title
         assert any(f"Run {name} finished" in n.message for n in app._notifications)
@@ -80,7 +80,7 @@ async def test_stop_saves_a_checkpoint_and_resume_continues(data_dir, corpus, no
     async with app.run_test(size=(100, 30)) as pilot:
         name = await start_run(pilot, app, corpus, max_steps="100000", eval_freq="50")
         train = app.query_one(TrainPane)
-        await wait_for(pilot, lambda: history(app, name) and history(app, name).steps_done >= 2, timeout=120,
+        await wait_for(pilot, lambda: progress_of(app, name) and progress_of(app, name).steps_done >= 2, timeout=120,
                        what="steps")
         await pilot.press("ctrl+g")
         await wait_for(pilot, lambda: train.state_of(name) == "stopped", timeout=60, what="the stop")
@@ -91,9 +91,9 @@ async def test_stop_saves_a_checkpoint_and_resume_continues(data_dir, corpus, no
         await wait_for(pilot, lambda: app.query_one("#runs-table").row_count == 1)
         await pilot.press("r")
         assert app.query_one("TabbedContent").active == "train"
-        await wait_for(pilot, lambda: history(app, name).started.resumed and
-                       history(app, name).steps_done > stopped_at, timeout=120, what="resumed steps")
-        assert history(app, name).started.step == stopped_at
+        await wait_for(pilot, lambda: progress_of(app, name).started.resumed and
+                       progress_of(app, name).steps_done > stopped_at, timeout=120, what="resumed steps")
+        assert progress_of(app, name).started.step == stopped_at
         await pilot.press("ctrl+g")
         await wait_for(pilot, lambda: train.state_of(name) == "stopped", timeout=60, what="the second stop")
 
@@ -115,8 +115,8 @@ async def test_quitting_can_leave_a_run_training_and_reopening_follows_it(data_d
         await wait_until_ready(pilot, again)
         train = again.query_one(TrainPane)
         await wait_for(pilot, lambda: train.current_run == name, what="the app to follow the run")
-        steps = history(again, name).steps_done
-        await wait_for(pilot, lambda: history(again, name).steps_done > steps, timeout=60, what="new steps")
+        steps = progress_of(again, name).steps_done
+        await wait_for(pilot, lambda: progress_of(again, name).steps_done > steps, timeout=60, what="new steps")
         await pilot.press("f2", "ctrl+q")
         await pilot.press("s")  # stop it, and quit
     deadline = time.monotonic() + 60

@@ -1,38 +1,27 @@
-"""The app's pieces that need no screen: transcripts, settings, token hand-off, run following, commands."""
+"""The app's pieces that need no screen: transcripts, settings, token hand-off, commands."""
 
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
 import threading
 import time
-from pathlib import Path
 
 import pytest
 from textual.color import Color
 
-from engine.runs.events import EvalDone, MetricsWriter, RunEnded, RunStarted, SampleGenerated, StepDone
+from engine.runs.store import RunStore
 from engine.model.gpt import GPTModel
 from engine.model.tokenizer import get_tokenizer
 from tui_gpt.app.services.generation_job import DrainPacer, GenerationSettings, TokenBuffer, run_generation
-from tui_gpt.app.services.model_catalog import ModelChoice
-from tui_gpt.app.services.run_watch import MetricsFollower, RunHistory
+from tui_gpt.app.services.model_catalog import ModelChoice, load_choice
 from tui_gpt.app.services.training_process import TrainingRequest, launch, request_stop, resume_command, train_command
-from tui_gpt.app.services.transcripts import Exchange, TokenRecord, TranscriptStore, safe_key
+from tui_gpt.app.services.transcripts import Exchange, TokenRecord, TranscriptStore, transcript_file_name
 from tui_gpt.app.panes.prompt.exchange_view import probability_colour
 from tui_gpt.app.panes.prompt.generation_settings import SettingsError, parse_settings
 from tui_gpt.app.panes.prompt.token_inspector import probability_bar, visible
 
-from .helpers import TINY
-
-REPO = Path(__file__).resolve().parents[2]
-
-
-def test_importing_the_app_imports_neither_torch_nor_the_engine():
-    code = "import sys, tui_gpt.app.app; print(sorted(m for m in sys.modules if m == 'torch' or m.startswith('engine')))"
-    result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True)
-    assert result.stdout.strip() == "[]"
+from .helpers import TINY, make_run
 
 
 def exchange(prompt: str, *texts: str) -> Exchange:
@@ -42,35 +31,70 @@ def exchange(prompt: str, *texts: str) -> Exchange:
 
 def test_transcript_round_trips_tokens_and_alternatives(tmp_path):
     store = TranscriptStore(tmp_path)
-    store.append("fresh-gpt-nano", exchange("Hi", " there", " ünïcode"))
-    store.append("fresh-gpt-nano", exchange("Again", "!"))
-    loaded = store.load("fresh-gpt-nano")
+    store.append(("fresh", "gpt-nano"), exchange("Hi", " there", " ünïcode"))
+    store.append(("fresh", "gpt-nano"), exchange("Again", "!"))
+    loaded = store.load(("fresh", "gpt-nano"))
     assert [e.completion for e in loaded] == [" there ünïcode", "!"]
     assert loaded[0].tokens[1].alternatives == ((1, " ünïcode", 0.5), (99, " x", 0.25))
-    assert store.load("fresh-gpt-micro") == []
+    assert store.load(("fresh", "gpt-micro")) == []
 
 
 def test_a_torn_last_line_loses_only_itself(tmp_path):
     store = TranscriptStore(tmp_path)
-    store.append("m", exchange("one", "1"))
-    with open(store.path_for("m"), "a", encoding="utf-8") as f:
+    store.append(("m",), exchange("one", "1"))
+    with open(store.path_for(("m",)), "a", encoding="utf-8") as f:
         f.write('{"prompt": "half')  # a crash in the middle of a write
-    store.append("m", exchange("two", "2"))
-    assert [e.prompt for e in store.load("m")] == ["one", "two"]
+    store.append(("m",), exchange("two", "2"))
+    assert [e.prompt for e in store.load(("m",))] == ["one", "two"]
 
 
-def test_model_keys_become_safe_file_names(tmp_path):
-    assert safe_key("run-my run/../x") == "run-my_run_.._x"
-    key = ModelChoice("file", str(tmp_path / "a b" / "model.safetensors")).transcript_key
-    assert "/" not in safe_key(key) and safe_key(key).startswith("file-model.safetensors-")
+def test_run_names_that_differ_only_in_punctuation_or_case_keep_separate_transcripts(tmp_path):
+    names = ["a b", "a_b", "A_b", "a.b", "a%2Eb", "a/b", "ä_b"]
+    store = TranscriptStore(tmp_path)
+    for name in names:
+        store.append(("run", name, "latest", "id"), exchange(f"to {name}", "x"))
+    for name in names:
+        assert [e.prompt for e in store.load(("run", name, "latest", "id"))] == [f"to {name}"]
+    # Apart on a case-insensitive file system too, and parts never run into each other.
+    keys = [("run", name, "latest", "id") for name in names] + [("run", "a", "b.latest", "id")]
+    assert len({transcript_file_name(key).lower() for key in keys}) == len(keys)
+
+
+def test_transcript_file_names_stay_in_their_folder_and_within_name_limits(tmp_path):
+    for key in [("file", str(tmp_path / "a b" / "model.safetensors")), ("run", "../x", "best", "id"),
+                ("run", "é" * 100, "best", "id"), ("run", "é" * 100, "best", "other id")]:
+        name = transcript_file_name(key)
+        assert "/" not in name and not name.startswith(".") and len(name.encode()) <= 255
+    assert transcript_file_name(("run", "é" * 100, "best", "id")) != transcript_file_name(("run", "é" * 100, "best", "x"))
+
+
+def test_a_runs_latest_and_best_checkpoints_keep_separate_transcripts(data_dir):
+    make_run(data_dir, "alpha")
+    store = RunStore(data_dir)
+    latest = load_choice(ModelChoice("run", "alpha", "latest"), store, "cpu")
+    best = load_choice(ModelChoice("run", "alpha", "best"), store, "cpu")
+    transcripts = TranscriptStore(data_dir / "transcripts")
+    transcripts.append(latest.transcript_key, exchange("asked the latest", "x"))
+    assert transcripts.load(best.transcript_key) == []
+    assert [e.prompt for e in transcripts.load(latest.transcript_key)] == ["asked the latest"]
+
+
+def test_a_deleted_and_recreated_run_does_not_inherit_the_old_transcript(data_dir):
+    make_run(data_dir, "alpha")
+    store, choice = RunStore(data_dir), ModelChoice("run", "alpha", "best")
+    transcripts = TranscriptStore(data_dir / "transcripts")
+    transcripts.append(load_choice(choice, store, "cpu").transcript_key, exchange("asked the old run", "x"))
+    store.delete("alpha")
+    make_run(data_dir, "alpha")  # within the same second: the run's id tells them apart, not its time
+    assert transcripts.load(load_choice(choice, store, "cpu").transcript_key) == []
 
 
 def test_clearing_removes_one_models_transcript(tmp_path):
     store = TranscriptStore(tmp_path)
-    store.append("a", exchange("p", "x"))
-    store.append("b", exchange("p", "y"))
-    store.clear("a")
-    assert store.load("a") == [] and len(store.load("b")) == 1
+    store.append(("fresh", "a"), exchange("p", "x"))
+    store.append(("fresh", "b"), exchange("p", "y"))
+    store.clear(("fresh", "a"))
+    assert store.load(("fresh", "a")) == [] and len(store.load(("fresh", "b"))) == 1
 
 
 def test_settings_parse_with_empty_meaning_default_or_off():
@@ -159,17 +183,19 @@ def test_drain_pacer_keeps_the_ui_threads_share_of_the_cpu_near_its_budget():
 
 
 def test_train_command_passes_only_what_was_set(tmp_path):
-    request = TrainingRequest(run="r1", preset="gpt-nano", corpus="/c.txt", max_steps=4, lr=0.001, seed=0)
+    request = TrainingRequest(run="r1", settings={"preset": "gpt-nano", "corpus": "/c.txt", "max_steps": 4, "lr": 0.001,
+                                                  "seed": 0, "sample_at_eval": False})
     command = train_command(tmp_path, request)
     assert command[:3] == [sys.executable, "-m", "tui_gpt"]
-    assert command[3:] == ["train", "--data-dir", str(tmp_path), "--run", "r1", "--corpus", "/c.txt",
-                           "--preset", "gpt-nano", "--max-steps", "4", "--lr", "0.001", "--seed", "0"]
+    assert command[3:] == ["train", "--data-dir", str(tmp_path), "--run-name", "r1", "--preset", "gpt-nano",
+                           "--corpus", "/c.txt", "--max-steps", "4", "--lr", "0.001", "--seed", "0",
+                           "--no-sample-at-eval"]
 
 
 def test_a_recipe_replaces_the_preset_and_no_corpus_means_the_demo(tmp_path):
-    command = train_command(tmp_path, TrainingRequest(run="b", preset="gpt-nano", recipe="book"))
+    command = train_command(tmp_path, TrainingRequest(run="b", recipe="book"))
     assert "--recipe" in command and "--preset" not in command and "--corpus" not in command
-    assert resume_command(tmp_path, "b")[3:] == ["train", "--data-dir", str(tmp_path), "--run", "b", "--resume"]
+    assert resume_command(tmp_path, "b")[3:] == ["train", "--data-dir", str(tmp_path), "--run-name", "b", "--resume"]
 
 
 def wait_for_exit(process, timeout: float = 20.0) -> int:
@@ -200,57 +226,6 @@ def test_a_launched_run_has_its_own_session_and_stops_on_request(tmp_path):
     assert request_stop(process.pid)
     assert wait_for_exit(process) == 3
     assert not request_stop(process.pid)  # gone
-
-
-def write_events(path: Path, *events) -> None:
-    writer = MetricsWriter(path)
-    for event in events:
-        writer.write(event)
-    writer.close()
-
-
-def step(n: int, time: float = 0.1) -> StepDone:
-    return StepDone(step=n, epoch=0, tokens_seen=(n + 1) * 64, loss=5.0, lr=1e-3, tokens_per_sec=640.0, step_time=time)
-
-
-def evaluation(n: int) -> EvalDone:
-    return EvalDone(step=n, epoch=0, tokens_seen=(n + 1) * 64, train_loss=5.0, val_loss=5.5, train_ppl=148.4,
-                    val_ppl=244.7)
-
-
-def test_follower_returns_only_new_events_of_each_run(tmp_path):
-    (tmp_path / "a").mkdir()
-    metrics = tmp_path / "a" / "metrics.jsonl"
-    write_events(metrics, RunStarted(run="a", resumed=False, step=0, total_steps=10, n_params=1, device="cpu"),
-                 step(0))
-    follower = MetricsFollower(tmp_path)
-    first = follower.read_new(["a", "missing"])
-    assert [e.kind for e in first["a"]] == ["run_started", "step"] and "missing" not in first
-    assert follower.read_new(["a"]) == {}
-    write_events(metrics, step(1))
-    assert [e.step for e in follower.read_new(["a"])["a"]] == [1]
-
-
-def test_history_counts_steps_evals_samples_and_an_eta():
-    history = RunHistory("a")
-    history.apply([RunStarted(run="a", resumed=False, step=0, total_steps=10, n_params=1, device="cpu"),
-                   step(0, 0.5), step(1, 0.5), evaluation(1),
-                   SampleGenerated(step=1, epoch=0, tokens_seen=128, prompt="P", text="P x")])
-    assert history.steps_done == 2 and history.total_steps == 10
-    assert history.latest_eval.val_loss == 5.5 and len(history.samples) == 1
-    assert history.eta_seconds() == pytest.approx(8 * 0.5)
-    history.apply([RunEnded(step=2, state="stopped")])
-    assert history.eta_seconds() is None
-
-
-def test_resuming_from_an_older_checkpoint_drops_the_replayed_points():
-    history = RunHistory("a")
-    history.apply([RunStarted(run="a", resumed=False, step=0, total_steps=10, n_params=1, device="cpu"),
-                   evaluation(1), evaluation(3), evaluation(5)])
-    history.apply([RunStarted(run="a", resumed=True, step=4, total_steps=10, n_params=1, device="cpu")])
-    assert [e.step for e in history.evals] == [1, 3]
-    history.apply([RunStarted(run="a", resumed=False, step=0, total_steps=5, n_params=1, device="cpu")])
-    assert history.evals == [] and history.total_steps == 5  # a new run under the same name
 
 
 def test_token_colours_run_from_unlikely_to_certain_on_a_log_scale():

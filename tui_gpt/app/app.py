@@ -9,7 +9,6 @@ the work of prompting, training and plotting lives in the panes.
 from __future__ import annotations
 
 import gc
-import json
 from functools import partial
 from pathlib import Path
 from typing import Any, Iterable
@@ -21,6 +20,7 @@ from textual.screen import Screen
 from textual.widget import Widget
 from textual.widgets import Footer, TabbedContent, TabPane
 
+from engine.runs.untrusted_files import read_json
 from tui_gpt.app import bindings
 from tui_gpt.app.services.engine_session import EngineSession, load_engine
 from tui_gpt.app.services.failures import describe_error
@@ -35,7 +35,7 @@ from tui_gpt.app.messages import (
     ShowRunStats,
     TrainingStatus,
 )
-from tui_gpt.app.services.run_watch import MetricsFollower, RunHistory
+from tui_gpt.app.services.run_watch import RunWatch
 from tui_gpt.app.screens.quit_while_training import QuitWhileTrainingScreen
 from tui_gpt.app.panes.prompt.prompt_input import PromptInput
 from tui_gpt.app.panes.prompt.prompt_pane import PromptPane
@@ -62,8 +62,7 @@ class TuiGptApp(App):
         super().__init__()
         self.explicit_data_dir = data_dir
         self.session: EngineSession | None = None
-        self.histories: dict[str, RunHistory] = {}
-        self._follower: MetricsFollower | None = None
+        self.runs = RunWatch()
         self._polling = False
 
     def compose(self) -> ComposeResult:
@@ -71,9 +70,9 @@ class TuiGptApp(App):
             with TabPane("Prompt", id="prompt"):
                 yield PromptPane(id="prompt-pane")
             with TabPane("Train", id="train"):
-                yield TrainPane(self.histories, id="train-pane")
+                yield TrainPane(self.runs.progress, id="train-pane")
             with TabPane("Stats", id="stats"):
-                yield StatsPane(self.histories, id="stats-pane")
+                yield StatsPane(self.runs.progress, id="stats-pane")
             with TabPane("Runs", id="runs"):
                 yield RunsPane(id="runs-pane")
         yield StatusBar()
@@ -107,7 +106,6 @@ class TuiGptApp(App):
             return
         session = self.session = message.session
         self._apply_keymap(session.data_dir / "keymap.json")
-        self._follower = MetricsFollower(session.store.runs_dir)
         self.query_one(StatusBar).show("engine", f"engine ready · {session.device}")
         for pane in (self.query_one(PromptPane), self.query_one(TrainPane), self.query_one(RunsPane)):
             pane.engine_ready(session)
@@ -130,7 +128,7 @@ class TuiGptApp(App):
         if not path.exists():
             return
         try:
-            keymap = json.loads(path.read_text(encoding="utf-8"))
+            keymap = read_json(path, limit=1 << 16)
             if not isinstance(keymap, dict) or not all(isinstance(v, str) for v in keymap.values()):
                 raise ValueError("it must map binding ids to key names")
         except (OSError, ValueError) as exc:
@@ -148,22 +146,17 @@ class TuiGptApp(App):
     @work(thread=True, exit_on_error=False, group="poll")
     def _poll_runs(self) -> None:
         try:
-            summaries = self.session.store.list()
-            events = self._follower.read_new(summary.name for summary in summaries)
+            summaries = self.session.store.list()  # reads what each metrics.jsonl gained, once
         except Exception as exc:  # a data dir gone away; try again at the next poll
             self.log.warning(f"polling the runs failed: {describe_error(exc)}")
-            summaries, events = None, {}
-        self.post_message(RunsPolled(summaries, events))
+            summaries = None
+        self.post_message(RunsPolled(summaries))
 
     def on_runs_polled(self, message: RunsPolled) -> None:
         self._polling = False
         if message.summaries is None or not self.is_running:  # nothing found, or shutting down
             return
-        for name, events in message.events.items():
-            self.histories.setdefault(name, RunHistory(name)).apply(events)
-        for gone in set(self.histories) - {summary.name for summary in message.summaries}:
-            del self.histories[gone]
-        changed = set(message.events)
+        changed = self.runs.update(message.summaries)
         self.query_one(TrainPane).runs_updated(message.summaries, changed)
         self.query_one(StatsPane).runs_updated(message.summaries)
         self.query_one(RunsPane).runs_updated(message.summaries)
@@ -197,7 +190,7 @@ class TuiGptApp(App):
         self.query_one(TrainPane).resume(message.run)
 
     def on_run_deleted(self, message: RunDeleted) -> None:
-        self.histories.pop(message.run, None)
+        self.runs.forget(message.run)
         self.query_one(TrainPane).forget(message.run)
         self.notify(f"Deleted run {message.run}.", title="Runs")
         self._poll()

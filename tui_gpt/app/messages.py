@@ -2,22 +2,29 @@
 
 Workers run in threads and report only through these (posting is
 thread-safe); panes ask for things outside themselves (open another pane,
-load a model) through them too, so no pane reaches into another.
+load a model) through them too, so no pane reaches into another. Payload types
+are imported for the type checker only: no message pulls in the engine.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
 
 from textual.message import Message
 
 from tui_gpt.app.services.model_catalog import ModelChoice
 
+if TYPE_CHECKING:
+    from engine.runs.summary import RunSummary
+    from tui_gpt.app.services.engine_session import EngineSession
+    from tui_gpt.app.services.model_catalog import LoadedModel
+    from tui_gpt.app.services.transcripts import Exchange
+
 
 class EngineReady(Message):
-    def __init__(self, session: Any) -> None:
+    def __init__(self, session: EngineSession) -> None:
         super().__init__()
-        self.session = session  # engine_session.EngineSession
+        self.session = session
 
 
 class EngineFailed(Message):
@@ -27,12 +34,11 @@ class EngineFailed(Message):
 
 
 class RunsPolled(Message):
-    """What a poll of the run folders found."""
+    """What a poll of the run folders found: every run, newest first, or None if the poll failed."""
 
-    def __init__(self, summaries: list[Any], events: dict[str, list[Any]]) -> None:
+    def __init__(self, summaries: list[RunSummary] | None) -> None:
         super().__init__()
-        self.summaries = summaries  # engine RunSummary for every run, newest first
-        self.events = events  # run name -> events appended since the last poll
+        self.summaries = summaries
 
 
 class ModelStatus(Message):
@@ -82,9 +88,9 @@ class RunDeleted(Message):
 
 
 class ModelLoaded(Message):
-    def __init__(self, loaded: Any, exchanges: list[Any]) -> None:
+    def __init__(self, loaded: LoadedModel, exchanges: list[Exchange]) -> None:
         super().__init__()
-        self.loaded = loaded  # model_catalog.LoadedModel
+        self.loaded = loaded
         self.exchanges = exchanges  # its transcript so far
 
 

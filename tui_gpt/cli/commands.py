@@ -1,8 +1,9 @@
 """What `tui-gpt` does for each command: train, runs, runs delete, generate, or open the app.
 
 `tui_gpt.cli.main` parses the command line and turns failures into one line; the
-functions here do the work. Like the parser, this module imports no torch and
-no engine at import time: each command imports what it needs when it runs.
+functions here do the work. Like the parser, this module imports no torch at
+import time (only the engine's torch-free run folder contract): each command
+imports what it needs when it runs.
 """
 
 from __future__ import annotations
@@ -17,10 +18,9 @@ import sys
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-from tui_gpt.cli.main import EXIT_FAILED, EXIT_FINISHED, EXIT_STOPPED, TRAIN_FIELDS, print_error
-
-# Options that decide the model's shape or weights, which a resumed run keeps.
-_FIXED_ON_RESUME = ("--recipe", "--preset", "--context-length", "--init-from")
+from engine.runs.exit_codes import EXIT_FAILED, EXIT_FINISHED, EXIT_STOPPED
+from tui_gpt.cli.main import print_error
+from tui_gpt.formatting import format_number, human_size
 
 
 def _explicit_data_dir(args: argparse.Namespace) -> Path | None:
@@ -63,7 +63,8 @@ def train(args: argparse.Namespace) -> int:
         stop.install()
         try:
             outcome = train_run(
-                config, run_name=args.run, data_dir=store.data_dir, resume=args.resume,
+                config, run_name=args.run_name, data_dir=store.data_dir, resume=args.resume,
+                corpus_named=args.resume and hasattr(args, "corpus"),
                 on_event=_announcing_run_folder(progress, store) if talks else None,
                 should_stop=lambda: stop.requested, log=progress.log if talks else None,
             )
@@ -73,12 +74,12 @@ def train(args: argparse.Namespace) -> int:
     if outcome.state == "finished":
         if talks:
             print(f"run {outcome.run_name} finished at step {outcome.step}. Try it: "
-                  f"{_command_line(args, 'generate', '--run', outcome.run_name, '--prompt', config.start_context)}")
+                  f"{_command_line(args, 'generate', '--run-name', outcome.run_name, '--prompt', config.start_context)}")
         return EXIT_FINISHED
     if outcome.state == "stopped":
         if talks:
             print(f"run {outcome.run_name} stopped at step {outcome.step}; its checkpoint is saved. Resume with: "
-                  f"{_command_line(args, 'train', '--run', outcome.run_name, '--resume')}")
+                  f"{_command_line(args, 'train', '--run-name', outcome.run_name, '--resume')}")
         return EXIT_STOPPED
     print_error(f"run {outcome.run_name} failed at step {outcome.step}: {outcome.message}")
     return EXIT_FAILED
@@ -87,23 +88,30 @@ def train(args: argparse.Namespace) -> int:
 def _train_config(args: argparse.Namespace, store):
     """The recipe (or the defaults), or the resumed run's stored settings, with the given options on top."""
     from engine.errors import ConfigError
-    from engine.training.settings import TrainConfig, get_recipe
+    from engine.training.settings import SETTINGS, TrainConfig, get_recipe, resumed_config
 
-    overrides: dict[str, Any] = {field: getattr(args, field) for field in TRAIN_FIELDS if hasattr(args, field)}
+    given: dict[str, Any] = {s.name: getattr(args, s.name) for s in SETTINGS if hasattr(args, s.name)}
+    if args.run_name == "":
+        raise ConfigError("--run-name must not be empty; leave it out to have a name made up")
     if args.resume:
-        if not args.run:
-            raise ConfigError("--resume needs the name of the run to continue: --run NAME")
-        given = {"--recipe": args.recipe is not None, "--preset": "preset" in overrides,
-                 "--context-length": args.context_length is not None, "--init-from": "init_from" in overrides}
-        fixed = [flag for flag in _FIXED_ON_RESUME if given[flag]]
-        if fixed:
-            raise ConfigError(f"{fixed[0]} cannot be changed when resuming: the run keeps its model")
-        stored = store.open(args.run).read_config()["train"]
-        return TrainConfig.from_dict(stored).with_overrides(**overrides)
+        if args.run_name is None:
+            raise ConfigError("--resume needs the name of the run to continue: --run-name NAME")
+        if args.recipe:  # the same command as at the start: the recipe must describe the run's model
+            given = {**_model_settings_of(get_recipe(args.recipe), SETTINGS), **given}
+        return resumed_config(store.open(args.run_name).read_config(), given)
     base = get_recipe(args.recipe) if args.recipe else TrainConfig()
-    if args.context_length is not None:
-        overrides["model_overrides"] = {**base.model_overrides, "context_length": args.context_length}
-    return base.with_overrides(**overrides)
+    return base.with_settings(given)
+
+
+def _model_settings_of(config, settings) -> dict[str, Any]:
+    """The settings of `config` that decide the model (and so must not change on resume)."""
+    values = {}
+    for declared in settings:
+        if declared.fixed_on_resume:
+            source = config.model_overrides if declared.model else config.to_dict()
+            if declared.name in source:
+                values[declared.name] = source[declared.name]
+    return values
 
 
 def _announcing_run_folder(progress, store) -> Callable[[Any], None]:
@@ -176,8 +184,8 @@ _COLUMNS = ("NAME", "MODEL", "STEPS", "BEST VAL LOSS", "BEST VAL PPL", "BPB", "U
 
 def _runs_table(runs) -> str:
     rows = [_COLUMNS] + [
-        (run.name, run.model, str(run.steps), _number(run.best_val_loss, ".3f"), _number(run.best_val_ppl, ".1f"),
-         _number(run.best_val_bpb, ".3f"),
+        (run.name, run.model, str(run.steps), format_number(run.best_val_loss, ".3f"),
+         format_number(run.best_val_ppl, ".1f"), format_number(run.progress.best_val_bpb, ".3f"),
          run.updated.astimezone().strftime("%Y-%m-%d %H:%M"), human_size(run.size_bytes), run.state)
         for run in runs
     ]
@@ -193,22 +201,8 @@ def _runs_table(runs) -> str:
 
 def _run_as_json(run) -> dict[str, Any]:
     return {"name": run.name, "model": run.model, "steps": run.steps, "best_val_loss": run.best_val_loss,
-            "best_val_ppl": run.best_val_ppl, "best_val_bpb": run.best_val_bpb, "updated": run.updated.isoformat(), "size_bytes": run.size_bytes,
+            "best_val_ppl": run.best_val_ppl, "best_val_bpb": run.progress.best_val_bpb, "updated": run.updated.isoformat(), "size_bytes": run.size_bytes,
             "state": run.state, "message": run.message}
-
-
-def _number(value: float | None, spec: str) -> str:
-    return "-" if value is None else format(value, spec)
-
-
-def human_size(size: int) -> str:
-    """Bytes for people: '512 B', '3.4 KB', '1.2 GB' (powers of 1024)."""
-    value, unit = float(size), "B"
-    for unit in ("B", "KB", "MB", "GB", "TB"):
-        if value < 1024 or unit == "TB":
-            break
-        value /= 1024
-    return f"{size} B" if unit == "B" else f"{value:.1f} {unit}"
 
 
 # -- generate ------------------------------------------------------------------------------
@@ -257,8 +251,12 @@ def _check_sampling_options(args: argparse.Namespace) -> None:
         raise ConfigError(f"--top-p must be in (0, 1], got {args.top_p}")
     if args.seed is not None and args.seed < 0:
         raise ConfigError(f"--seed must be >= 0, got {args.seed}")
-    if args.best and not args.run:
-        raise ConfigError("--best goes with --run NAME")
+    if args.best and args.run_name is None:
+        raise ConfigError("--best goes with --run-name NAME")
+
+
+# Far more than any context window holds (the model sees only its last context_length tokens).
+MAX_PROMPT_CHARS = 1 << 20
 
 
 def _read_prompt(args: argparse.Namespace) -> str:
@@ -268,35 +266,30 @@ def _read_prompt(args: argparse.Namespace) -> str:
         return args.prompt
     if sys.stdin is None or sys.stdin.isatty():
         raise ConfigError("give the text to continue with --prompt TEXT (or pipe it on stdin)")
-    return sys.stdin.read()
+    text = sys.stdin.read(MAX_PROMPT_CHARS + 1)  # bounded: `generate < /dev/zero` must not eat all memory
+    if len(text) > MAX_PROMPT_CHARS:
+        raise ConfigError(f"the prompt on standard input is longer than {MAX_PROMPT_CHARS:,} characters")
+    return text
 
 
 def _load_model_to_generate(args: argparse.Namespace, device):
     import torch
 
-    from engine.runs.checkpoints import best_checkpoint, latest_checkpoint
+    from engine.weights.resolver import ModelSpec, resolve_model
 
-    from engine.weights.checkpoint import load_model
-    from engine.errors import CheckpointError
-    from engine.weights.pretrained import load_any_model
-
-    if args.model is not None:
+    if args.run_name is not None:
+        spec = ModelSpec(args.run_name, kind="run", best=args.best, data_dir=_explicit_data_dir(args))
+    elif args.checkpoint is not None:
+        spec = ModelSpec(str(args.checkpoint), kind="checkpoint")
+    else:
+        spec = ModelSpec(args.model)
         if args.seed is not None:
             torch.manual_seed(args.seed)  # a preset's fresh weights come from the global generator
-        model, description = load_any_model(args.model, device=str(device))
-        print(f"model: {description}", file=sys.stderr)
-        return model
-    if args.run is not None:
-        run = _run_store(args).open(args.run)
-        find = best_checkpoint if args.best else latest_checkpoint
-        info = find(run.checkpoints_dir)
-        if info is None:
-            raise CheckpointError(f"run {args.run!r} has no {'best ' if args.best else ''}checkpoint yet")
-        print(f"checkpoint: {info.path}", file=sys.stderr)
-        path = info.path
-    else:
-        path = args.checkpoint
-    model, notes = load_model(path, device=str(device))
-    for note in notes:
+    resolved = resolve_model(spec, device=str(device))
+    if args.run_name is not None:
+        print(f"checkpoint: {resolved.path}", file=sys.stderr)
+    elif args.model is not None:
+        print(f"model: {resolved.description}", file=sys.stderr)
+    for note in resolved.notes:
         print(f"note: {note}", file=sys.stderr)
-    return model
+    return resolved.model

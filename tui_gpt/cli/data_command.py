@@ -86,7 +86,7 @@ class PrepareProgress:
         rate = progress.bytes_read / max(progress.seconds, 1e-9)
         eta = ""
         if progress.bytes_total > progress.bytes_read > 0:
-            from tui_gpt.cli.progress import format_duration
+            from tui_gpt.formatting import format_duration
 
             eta = f", ETA {format_duration((progress.bytes_total - progress.bytes_read) / rate)}"
         line = (f"preparing: {progress.bytes_read / 2**20:,.0f}/{progress.bytes_total / 2**20:,.0f} MB "
@@ -104,7 +104,7 @@ class PrepareProgress:
 def list_data(args: argparse.Namespace) -> int:
     from engine.data.prepare import list_prepared
 
-    from tui_gpt.cli.commands import human_size
+    from tui_gpt.formatting import human_size
 
     entries = list_prepared(_cache_dir(args))
     if not entries:

@@ -1,8 +1,9 @@
 """The `tui-gpt` command: the Textual app, or `train`, `runs` and `generate` without it.
 
-Nothing heavy is imported at module level (no torch, no engine): `tui-gpt --help`
-answers at once and the app's first frame is not held up. Each command imports
-what it needs when it runs.
+Nothing heavy is imported at module level (no torch; from the engine only its
+torch-free errors and exit codes): `tui-gpt --help` answers at once, the app's
+first frame is not held up, and a broken torch install still ends in one line.
+Each command imports what it needs when it runs.
 """
 
 from __future__ import annotations
@@ -18,10 +19,8 @@ from pathlib import Path
 from typing import Sequence
 
 import tui_gpt
-
-# Exit statuses, the same as engine.training.signals': this module cannot import that before
-# torch (engine's package imports it), and must report errors even when torch is broken.
-EXIT_FINISHED, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_STOPPED, EXIT_ABORTED = 0, 1, 2, 3, 130
+from engine.errors import TuiGptError
+from engine.runs.exit_codes import EXIT_ABORTED, EXIT_BAD_INPUT, EXIT_FAILED, EXIT_FINISHED, EXIT_STOPPED
 
 EPILOG = f"""\
 exit codes:
@@ -34,64 +33,17 @@ exit codes:
 data dir: --data-dir, else $TUI_GPT_DATA_DIR, else the user data dir for tui-gpt.
 """
 
-# Training options, by help section: (flag, TrainConfig field, type, metavar, help).
-# Their defaults come from the recipe or TrainConfig, so argparse records only
-# the options actually given (default=SUPPRESS): on --resume, exactly those
-# replace the run's stored settings.
-_TRAIN_OPTIONS: dict[str, tuple[tuple[str, str, type, str, str], ...]] = {
-    "what to train": (
-        ("--corpus", "corpus", str, "PATH",
-         "text, .jsonl, .parquet (also .gz/.zst/.xz), nanoGPT/llm.c .bin tokens, a folder of them, "
-         "hf:NAME[:CONFIG][:SPLIT] or a saved dataset (default: the built-in demo corpus)"),
-        ("--corpus-format", "corpus_format", str, "{auto,text,jsonl,parquet,tokens,hf}",
-         "how to read --corpus (default: recognised by name and content)"),
-        ("--text-field", "text_field", str, "NAME", "the JSONL field or Parquet/dataset column with the text (text)"),
-        ("--val-corpus", "val_corpus", str, "PATH",
-         "validate on this instead of a seeded share of the corpus's documents"),
-        ("--preset", "preset", str, "NAME", "model size: gpt-nano, gpt-micro, gpt2-small, gpt2-medium, ..."),
-        ("--init-from", "init_from", str, "NAME|PATH",
-         "start from these weights: gpt2, gpt2-medium, ..., a Hugging Face folder, a .safetensors/.pth file or a checkpoint"),
-    ),
-    "schedule": (
-        ("--epochs", "epochs", int, "N", "passes over the training data"),
-        ("--max-steps", "max_steps", int, "N", "stop after N optimizer steps in all"),
-        ("--batch-size", "batch_size", int, "N", "sequences per micro-batch"),
-        ("--grad-accum", "grad_accum_steps", int, "N", "micro-batches per optimizer step"),
-        ("--lr", "lr", float, "LR", "peak learning rate"),
-        ("--min-lr", "min_lr", float, "LR", "decay the learning rate along a cosine down to this"),
-        ("--warmup-steps", "warmup_steps", int, "N", "linear learning-rate warmup steps"),
-        ("--weight-decay", "weight_decay", float, "W", "AdamW weight decay"),
-        ("--grad-clip", "grad_clip", float, "NORM", "clip the gradient norm to this"),
-        ("--seed", "seed", int, "N", "random seed (initial weights, data order, dropout)"),
-    ),
-    "evaluation and samples": (
-        ("--eval-freq", "eval_freq", int, "N", "evaluate every N steps"),
-        ("--eval-iter", "eval_iter", int, "N", "batches per evaluation"),
-        ("--start-context", "start_context", str, "TEXT", "prompt of the samples printed while training"),
-        ("--sample-tokens", "sample_tokens", int, "N", "tokens per sample (0: no samples)"),
-    ),
-    "checkpoints and hardware": (
-        ("--checkpoint-every", "checkpoint_every", int, "N",
-         "also save every N steps (a checkpoint is always saved when stopping and at the end)"),
-        ("--checkpoint-minutes", "checkpoint_minutes", float, "M", "also save every M minutes of training (default 10)"),
-        ("--keep-last", "keep_last", int, "N", "keep the N most recent checkpoints (and always the best one)"),
-        ("--device", "device", str, "{auto,cpu,cuda,mps}", "where to train (also cuda:N)"),
-        ("--precision", "precision", str, "{auto,fp32,bf16}", "bf16 autocast on GPUs that support it (auto)"),
-    ),
-}
-TRAIN_FIELDS = tuple(field for options in _TRAIN_OPTIONS.values() for _, field, *_ in options)
-
-
 def build_parser() -> argparse.ArgumentParser:
     from tui_gpt.cli import commands  # here, not at the top: commands imports this module
 
-    common = argparse.ArgumentParser(add_help=False)
+    common = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
     # SUPPRESS: a --data-dir given before the subcommand is not reset by the subcommand's default.
     common.add_argument("--data-dir", metavar="DIR", type=Path, default=argparse.SUPPRESS,
                         help="where runs are kept (default: $TUI_GPT_DATA_DIR or the user data dir)")
 
     parser = argparse.ArgumentParser(
         prog="tui-gpt", parents=[common], epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
+        allow_abbrev=False,
         description="Train and prompt GPT-2-style models in the terminal. Without a command, opens the app.",
     )
     parser.add_argument("--version", action=_ShowVersion)
@@ -99,33 +51,26 @@ def build_parser() -> argparse.ArgumentParser:
     subparsers = parser.add_subparsers(title="commands", metavar="COMMAND")
 
     train = subparsers.add_parser("train", parents=[common], help="train a model (headless)", epilog=EPILOG,
-                                formatter_class=argparse.RawDescriptionHelpFormatter,
+                                formatter_class=argparse.RawDescriptionHelpFormatter, allow_abbrev=False,
                                 description="Train a model, printing progress; Ctrl-C stops after saving a checkpoint.")
     train.set_defaults(handler=commands.train)
     run = train.add_argument_group("run")
-    # torchrun reads a bare --run as an abbreviation of its own --run-path, hence --run-name.
-    run.add_argument("--run", "--run-name", dest="run", metavar="NAME",
-                     help="name of the run (default: one is made up); under torchrun write --run-name")
+    add_run_name(run, "name of the run (default: one is made up)")
     run.add_argument("--resume", action="store_true",
-                     help="continue run NAME from its latest checkpoint with its stored settings; "
-                          "options given here replace the stored ones")
+                     help="continue run NAME from its latest checkpoint with its stored settings and corpus; "
+                          "options given here replace the stored ones (those that decide the model must match)")
     run.add_argument("--recipe", metavar="NAME", help="start from a named recipe ('book': the book's chapter 5 run)")
     run.add_argument("--log-every", metavar="N", type=int, default=10,
                      help="when not on a terminal, print a step line every N steps (default 10)")
-    for title, options in _TRAIN_OPTIONS.items():
-        group = train.add_argument_group(title)
-        for flag, field, kind, metavar, help_text in options:
-            group.add_argument(flag, dest=field, type=kind, metavar=metavar, help=help_text, default=argparse.SUPPRESS)
-        if title == "what to train":
-            group.add_argument("--context-length", metavar="N", type=int,
-                               help="the model's context length (replaces the preset's)")
+    _add_training_settings(train)
 
-    runs = subparsers.add_parser("runs", parents=[common], help="list (or delete) training runs",
+    runs = subparsers.add_parser("runs", parents=[common], help="list (or delete) training runs", allow_abbrev=False,
                                description="List the training runs in the data dir.")
     runs.set_defaults(handler=commands.list_runs)
     runs.add_argument("--json", action="store_true", help="print JSON for scripts")
     runs_commands = runs.add_subparsers(title="commands", metavar="COMMAND")
-    delete = runs_commands.add_parser("delete", parents=[common], help="delete a run and its checkpoints")
+    delete = runs_commands.add_parser("delete", parents=[common], help="delete a run and its checkpoints",
+                                      allow_abbrev=False)
     delete.set_defaults(handler=commands.delete_run)
     delete.add_argument("name", metavar="NAME")
     delete.add_argument("--yes", "-y", action="store_true", help="do not ask for confirmation")
@@ -135,17 +80,17 @@ def build_parser() -> argparse.ArgumentParser:
     data_command.add_parser(subparsers, common)
 
     generate = subparsers.add_parser(
-        "generate", parents=[common], help="generate text from a run, a checkpoint or a model",
+        "generate", parents=[common], help="generate text from a run, a checkpoint or a model", allow_abbrev=False,
         description="Stream a continuation of the prompt; Ctrl-C stops it and keeps what was printed.",
     )
     generate.set_defaults(handler=commands.generate)
     source = generate.add_mutually_exclusive_group(required=True)
-    source.add_argument("--run", metavar="NAME", help="a training run (its latest checkpoint; see --best)")
+    add_run_name(source, "a training run (its latest checkpoint; see --best)")
     source.add_argument("--checkpoint", metavar="PATH", type=Path, help="a checkpoint folder")
     source.add_argument("--model", metavar="NAME|PATH",
                         help="a preset (fresh, untrained weights), gpt2, gpt2-medium, ..., a Hugging Face folder, "
                              "or a .safetensors/.pth file")
-    generate.add_argument("--best", action="store_true", help="with --run: the checkpoint with the best val loss")
+    generate.add_argument("--best", action="store_true", help="with --run-name: the checkpoint with the best val loss")
     generate.add_argument("--prompt", metavar="TEXT", help="the text to continue (default: read stdin when piped)")
     generate.add_argument("--max-new-tokens", metavar="N", type=int, default=50, help="default 50")
     generate.add_argument("--temperature", metavar="T", type=float, default=0.0,
@@ -155,6 +100,33 @@ def build_parser() -> argparse.ArgumentParser:
     generate.add_argument("--seed", metavar="N", type=int, help="seed for sampling and for a fresh preset's weights")
     generate.add_argument("--device", metavar="{auto,cpu,cuda,mps}", default="auto", help="default auto")
     return parser
+
+
+def _add_training_settings(train: argparse.ArgumentParser) -> None:
+    """An option for each declared training setting, in the help sections the settings name.
+
+    No defaults (SUPPRESS): they come from the recipe or TrainConfig, so the namespace
+    holds only the settings actually given, which on --resume replace the run's.
+    """
+    from engine.training.settings import SETTINGS, TrainConfig  # torch-free, and only when the parser is built
+
+    defaults = TrainConfig()
+    groups = {}
+    for declared in SETTINGS:
+        if declared.section not in groups:
+            groups[declared.section] = train.add_argument_group(declared.section)
+        group = groups[declared.section]
+        default = None if declared.model else getattr(defaults, declared.name)  # a model's: its preset's
+        help_text = declared.help + (f" (default: {default})" if default is not None else "")
+        if declared.kind is bool:
+            group.add_argument(declared.flag, dest=declared.name, action=argparse.BooleanOptionalAction,
+                               default=argparse.SUPPRESS, help=f"{declared.help} (default: {'yes' if default else 'no'})")
+            continue
+        metavar = "{" + ",".join(declared.choices) + "}" if declared.choices else declared.metavar
+        if declared.also:
+            help_text += f"; also {declared.also[1]}"
+        group.add_argument(declared.flag, dest=declared.name, type=declared.kind, metavar=metavar,
+                           help=help_text, default=argparse.SUPPRESS)
 
 
 class _ShowVersion(argparse.Action):
@@ -168,6 +140,10 @@ class _ShowVersion(argparse.Action):
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if _gives_old_run_option(argv):
+        print_error("--run is now --run-name: write --run-name NAME")
+        return EXIT_BAD_INPUT
     args = build_parser().parse_args(argv)
     try:
         return args.handler(args)
@@ -180,6 +156,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_FAILED
     except Exception as exc:  # the one place where any failure becomes one line, never a traceback
         return _report_failure(exc, args)
+
+
+# -- the run's name ---------------------------------------------------------------------------
+
+# The one spelling of a run's name on every command: torchrun takes a bare --run for an
+# abbreviation of its own --run-path, so `torchrun ... -m tui_gpt train --run NAME` cannot work.
+def add_run_name(parser, help: str) -> None:
+    """The run option of a command: `--run-name NAME`, read as `args.run_name`."""
+    parser.add_argument("--run-name", dest="run_name", metavar="NAME", help=help)
+
+
+def _gives_old_run_option(argv: Sequence[str]) -> bool:
+    words = argv[:argv.index("--")] if "--" in argv else argv
+    return any(word == "--run" or word.startswith("--run=") for word in words)
 
 
 # -- errors -----------------------------------------------------------------------------------
@@ -195,10 +185,7 @@ def _one_line(text: str) -> str:
 
 def _report_failure(exc: Exception, args: argparse.Namespace) -> int:
     """Show `exc` as one line on stderr and return the exit code it deserves."""
-    # Looked up, not imported: a TuiGptError means engine.errors is loaded, and a
-    # failure to import the engine (a broken torch) must still end in one line.
-    errors = sys.modules.get("engine.errors")
-    if errors is not None and isinstance(exc, errors.TuiGptError):
+    if isinstance(exc, TuiGptError):
         print_error(str(exc))
         return EXIT_BAD_INPUT
     if _is_out_of_memory(exc):

@@ -1,10 +1,12 @@
 """Training progress in a terminal: one live bar on a TTY, plain log lines otherwise.
 
-`TrainingProgress` consumes the engine's training events. On a terminal it keeps
-a single status line (step, epoch, loss, val loss, tokens/s, ETA) redrawn in
-place, and prints evaluations, samples and checkpoints as lines above it. When
-the output is a file or a pipe it writes one plain line per event instead, plus
-a step line every `log_every` steps, so logs stay readable and small.
+`TrainingProgress` shows the engine's training events; what they add up to
+(steps, losses, speed, ETA) is engine.runs.progress's, the same fold the app
+uses, so both show the same numbers. On a terminal it keeps a single status
+line (step, epoch, loss, val loss, tokens/s, ETA) redrawn in place, and prints
+evaluations, samples and checkpoints as lines above it. When the output is a
+file or a pipe it writes one plain line per event instead, plus a step line
+every `log_every` steps, so logs stay readable and small.
 """
 
 from __future__ import annotations
@@ -14,22 +16,12 @@ import time
 from typing import Callable, TextIO
 
 from engine.runs.events import CheckpointSaved, EvalDone, Event, RunEnded, RunStarted, SampleGenerated, StepDone
+from engine.runs.progress import RunProgress
+from tui_gpt.formatting import format_duration, format_number, progress_bar
 
 _CLEAR_LINE = "\r\x1b[K"
 _BAR_WIDTH = 20
 _LEAST_TELLING_FIRST = ("bar", "epoch", "speed", "val")
-
-
-def format_duration(seconds: float) -> str:
-    """A short duration such as '45s', '3m12s' or '2h05m'."""
-    seconds = max(0, round(seconds))
-    if seconds < 60:
-        return f"{seconds}s"
-    minutes, seconds = divmod(seconds, 60)
-    if minutes < 60:
-        return f"{minutes}m{seconds:02d}s"
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours}h{minutes:02d}m"
 
 
 class TrainingProgress:
@@ -44,11 +36,7 @@ class TrainingProgress:
         self._clock = clock
         self._min_redraw_interval = min_redraw_interval
         self._bar_chars = _bar_chars(stream)
-        self._total_steps: int | None = None
-        self._first_step = 0  # steps already done when this session started (resume)
-        self._started_at: float | None = None
-        self._last_step: StepDone | None = None
-        self._val_loss: float | None = None
+        self.progress = RunProgress()
         self._bar_shown = False
         self._last_redraw = float("-inf")
 
@@ -59,25 +47,27 @@ class TrainingProgress:
         self._print_line(message)
 
     def on_event(self, event: Event) -> None:
-        if isinstance(event, RunStarted):
-            self._on_started(event)
-        elif isinstance(event, StepDone):
-            self._on_step(event)
-        elif isinstance(event, EvalDone):
-            self._val_loss = event.val_loss
-            self._print_line(
-                f"eval at step {event.step + 1}: train loss {event.train_loss:.3f} (ppl {event.train_ppl:.1f}), "
-                f"val loss {event.val_loss:.3f} (ppl {event.val_ppl:.1f})"
-                + (f", val {event.val_bpb:.3f} bits/byte" if event.val_bpb is not None else "")
-            )
-        elif isinstance(event, SampleGenerated):
-            # One line per sample, as the book prints them.
-            self._print_line(f"sample at step {event.step + 1}: {event.text.replace(chr(10), ' ')}")
-        elif isinstance(event, CheckpointSaved):
-            best = " (best so far)" if event.best else ""
-            self._print_line(f"checkpoint at step {event.step} saved{best}: {event.path}")
-        elif isinstance(event, RunEnded):
-            self._on_ended(event)
+        self.progress.add(event)
+        match event:
+            case RunStarted():
+                self._on_started(event)
+            case StepDone():
+                self._on_step()
+            case EvalDone():
+                self._print_line(
+                    f"eval at step {event.step + 1}: train loss {format_number(event.train_loss, '.3f')} "
+                    f"(ppl {format_number(event.train_ppl, '.1f')}), val loss {format_number(event.val_loss, '.3f')} "
+                    f"(ppl {format_number(event.val_ppl, '.1f')})"
+                    + (f", val {event.val_bpb:.3f} bits/byte" if event.val_bpb is not None else "")
+                )
+            case SampleGenerated():
+                # One line per sample, as the book prints them.
+                self._print_line(f"sample at step {event.step + 1}: {event.text.replace(chr(10), ' ')}")
+            case CheckpointSaved():
+                best = " (best so far)" if event.best else ""
+                self._print_line(f"checkpoint at step {event.step} saved{best}: {event.path}")
+            case RunEnded():
+                self._on_ended()
 
     def close(self) -> None:
         """End the live line so whatever is printed next starts on a fresh line."""
@@ -89,72 +79,55 @@ class TrainingProgress:
     # -- event handlers ----------------------------------------------------------
 
     def _on_started(self, event: RunStarted) -> None:
-        self._total_steps = event.total_steps
-        self._first_step = event.step
-        self._started_at = self._clock()
         where = f"{event.device} x{event.world_size}" if event.world_size > 1 else event.device
         steps = f"from step {event.step} to {event.total_steps}" if event.resumed else f"for {event.total_steps} steps"
         self._print_line(f"training {event.n_params:,} parameters on {where} {steps}")
 
-    def _on_step(self, event: StepDone) -> None:
-        self._last_step = event
+    def _on_step(self) -> None:
         if self.live:
             now = self._clock()
-            if now - self._last_redraw >= self._min_redraw_interval or self._steps_done() == self._total_steps:
+            if now - self._last_redraw >= self._min_redraw_interval or self._is_last_step():
                 self._last_redraw = now
                 self._draw_bar()
-        elif self._is_log_step(event.step + 1):
+        elif self._is_log_step():
             self._print_line(" | ".join(self._step_fields(live=False).values()))
 
-    def _on_ended(self, event: RunEnded) -> None:
-        if self.live and self._last_step is not None:
+    def _on_ended(self) -> None:
+        if self.live and self.progress.last_step is not None:
             self._draw_bar()  # the final numbers, even if the last redraw was throttled
         self.close()
 
     # -- rendering -----------------------------------------------------------------
 
-    def _steps_done(self) -> int:
-        # StepDone, EvalDone and SampleGenerated carry the 0-based index of the step just
-        # taken; what is shown everywhere is the number of steps done, as CheckpointSaved has it.
-        return 0 if self._last_step is None else self._last_step.step + 1
+    def _is_last_step(self) -> bool:
+        return self.progress.steps_done == self.progress.total_steps
 
-    def _is_log_step(self, done: int) -> bool:
-        first_of_session = done == self._first_step + 1
-        return first_of_session or done % self.log_every == 0 or done == self._total_steps
-
-    def _eta_seconds(self) -> float | None:
-        done_here = self._steps_done() - self._first_step
-        if self._total_steps is None or self._started_at is None or done_here <= 0:
-            return None
-        # Wall-clock rate since the start, so evaluation and checkpoint time count too.
-        per_step = (self._clock() - self._started_at) / done_here
-        return per_step * max(0, self._total_steps - self._steps_done())
+    def _is_log_step(self) -> bool:
+        done, started = self.progress.steps_done, self.progress.started
+        first_of_session = started is not None and done == started.step + 1
+        return first_of_session or done % self.log_every == 0 or self._is_last_step()
 
     def _step_fields(self, live: bool) -> dict[str, str]:
-        step = self._last_step
-        total = self._total_steps if self._total_steps is not None else "?"
-        fields = {"step": f"step {self._steps_done()}/{total}"}
-        if live and self._total_steps:
-            fields["bar"] = self._bar()
+        progress = self.progress
+        total = progress.total_steps
+        fields = {"step": f"step {progress.steps_done}/{total if total is not None else '?'}"}
+        if live and total:
+            fraction = min(1.0, progress.steps_done / total)
+            fields["bar"] = f"{progress_bar(fraction, _BAR_WIDTH, self._bar_chars)} {fraction:4.0%}"
+        step = progress.last_step
         if step is None:
             return fields
         fields["epoch"] = f"epoch {step.epoch + 1}/{self.epochs}" if self.epochs else f"epoch {step.epoch + 1}"
-        fields["loss"] = f"loss {step.loss:.3f}"
-        if self._val_loss is not None:
-            fields["val"] = f"val {self._val_loss:.3f}"
+        fields["loss"] = f"loss {format_number(step.loss, '.3f')}"
+        if progress.latest_eval is not None:
+            fields["val"] = f"val {format_number(progress.latest_eval.val_loss, '.3f')}"
         if not live:
             fields["lr"] = f"lr {step.lr:.2e}"
         fields["speed"] = f"{step.tokens_per_sec:,.0f} tok/s"
-        eta = self._eta_seconds()
+        eta = progress.eta_seconds()
         if eta is not None:
             fields["eta"] = f"ETA {format_duration(eta)}"
         return fields
-
-    def _bar(self) -> str:
-        fraction = min(1.0, self._steps_done() / self._total_steps)
-        filled = round(fraction * _BAR_WIDTH)
-        full, empty = self._bar_chars
-        return f"{full * filled}{empty * (_BAR_WIDTH - filled)} {fraction:4.0%}"
 
     def _draw_bar(self) -> None:
         fields = self._step_fields(live=True)

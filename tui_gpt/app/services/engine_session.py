@@ -9,23 +9,31 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from tui_gpt.app.services.app_state import AppState
 from tui_gpt.app.services.transcripts import TranscriptStore
+
+if TYPE_CHECKING:  # the engine is loaded by load_engine, off the UI thread
+    import tiktoken
+
+    from engine.model.config import GPTConfig
+    from engine.runs.store import RunStore
+    from engine.training.settings import Setting, TrainConfig
 
 
 @dataclass
 class EngineSession:
     data_dir: Path
-    store: Any  # engine.runs.store.RunStore
-    tokenizer: Any  # tiktoken.Encoding
+    store: RunStore
+    tokenizer: tiktoken.Encoding
     device: str  # where prompted models run: "cuda", "mps" or "cpu"
     transcripts: TranscriptStore
     state: AppState
-    presets: dict[str, Any]  # name -> engine.model.config.GPTConfig
-    recipes: dict[str, Any]  # name -> engine.training.settings.TrainConfig
-    train_defaults: Any  # engine.training.settings.TrainConfig with its default values
+    presets: dict[str, GPTConfig]  # by name
+    recipes: dict[str, TrainConfig]  # by name
+    train_defaults: TrainConfig  # with its default values
+    train_settings: tuple[Setting, ...]  # engine.training.settings.SETTINGS: what the training form shows
 
 
 def load_engine(explicit_data_dir: Path | None) -> EngineSession:
@@ -34,12 +42,11 @@ def load_engine(explicit_data_dir: Path | None) -> EngineSession:
     from engine.training.device import resolve_device
     from engine.runs.store import RunStore, default_data_dir
     from engine.model.tokenizer import get_tokenizer
-    from engine.training.settings import RECIPES, TrainConfig
+    from engine.training.settings import RECIPES, SETTINGS, TrainConfig
 
     # Imported here so that the first generation or model load does not pay for them.
-    import engine.weights.checkpoint  # noqa: F401
     import engine.model.generation  # noqa: F401
-    import engine.weights.pretrained  # noqa: F401
+    import engine.weights.resolver  # noqa: F401
 
     data_dir = default_data_dir(explicit_data_dir)
     return EngineSession(
@@ -52,4 +59,5 @@ def load_engine(explicit_data_dir: Path | None) -> EngineSession:
         presets=dict(PRESETS),
         recipes=dict(RECIPES),
         train_defaults=TrainConfig(),
+        train_settings=SETTINGS,
     )

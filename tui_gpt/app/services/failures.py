@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import sys
 
+from engine.errors import TuiGptError
+
 
 def describe_error(exc: BaseException) -> str:
     """A one-line, user-facing description of `exc`; never a traceback."""
@@ -13,8 +15,7 @@ def describe_error(exc: BaseException) -> str:
     if isinstance(exc, MemoryError):
         return "out of memory: try a smaller model or fewer new tokens"
     text = " ".join(str(exc).split())
-    errors = sys.modules.get("engine.errors")  # loaded with the engine; its errors read as they are
-    if errors is not None and isinstance(exc, errors.TuiGptError):
+    if isinstance(exc, TuiGptError):  # the engine's errors read as they are
         return text
     if isinstance(exc, OSError) and exc.strerror and exc.filename:
         return f"{exc.strerror}: {exc.filename}"

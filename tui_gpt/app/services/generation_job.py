@@ -8,6 +8,7 @@ the worker never waits for the UI.
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from dataclasses import asdict, dataclass
@@ -15,6 +16,10 @@ from typing import Any, Callable
 
 from tui_gpt.app.services.failures import describe_error
 from tui_gpt.app.services.transcripts import TokenRecord
+
+
+# A remembered setting above this is not one the settings panel could have written.
+MAX_NEW_TOKENS = 100_000
 
 
 @dataclass(frozen=True)
@@ -29,9 +34,29 @@ class GenerationSettings:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "GenerationSettings":
+    def from_dict(cls, data: Any) -> "GenerationSettings":
+        """Settings remembered in app-state.json; ValueError unless every value is usable."""
+        if not isinstance(data, dict):
+            raise ValueError("generation settings must be a JSON object")
         known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
-        return cls(**known)
+        settings = cls(**known)
+        settings._check()
+        return settings
+
+    def _check(self) -> None:
+        def number(value: Any, integer: bool = False) -> bool:
+            kinds = int if integer else (int, float)
+            return isinstance(value, kinds) and not isinstance(value, bool) and math.isfinite(value)
+
+        valid = (
+            number(self.max_new_tokens, integer=True) and 0 < self.max_new_tokens <= MAX_NEW_TOKENS
+            and number(self.temperature) and 0 <= self.temperature <= 100
+            and (self.top_k is None or (number(self.top_k, integer=True) and self.top_k > 0))
+            and (self.top_p is None or (number(self.top_p) and 0 < self.top_p <= 1))
+            and (self.seed is None or (number(self.seed, integer=True) and 0 <= self.seed < 2**63))
+        )
+        if not valid:
+            raise ValueError(f"unusable generation settings: {self!r}")
 
     def describe(self) -> str:
         """E.g. 'greedy, 50 tokens' or 'T 0.8, top-k 40, seed 1, 50 tokens'."""

@@ -7,10 +7,11 @@ functions that run in worker threads, never at import time.
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Literal
+
+from tui_gpt.app.services.transcripts import TranscriptKey
 
 Kind = Literal["fresh", "pretrained", "run", "file"]
 # The seed of a fresh model's weights: every launch shows the same gibberish.
@@ -33,23 +34,39 @@ class ModelChoice:
             return f"run {self.name} ({self.checkpoint} checkpoint)"
         return f"checkpoint {Path(self.name).name}"
 
-    @property
-    def transcript_key(self) -> str:
-        """Which transcript this model writes to: one per preset, GPT-2 size, run or file."""
+    def transcript_key(self, run_id: str = "") -> TranscriptKey:
+        """Which transcript this model writes to: one per preset, GPT-2 size and file, and one per run and checkpoint.
+
+        `run_id` (Run.creation_id) keeps a deleted run's transcript from passing to a new run of the same name.
+        """
+        if self.kind == "run":
+            return ("run", self.name, self.checkpoint, run_id)
         if self.kind == "file":
-            digest = hashlib.sha1(str(Path(self.name).expanduser().resolve()).encode()).hexdigest()[:8]
-            return f"file-{Path(self.name).name}-{digest}"
-        return f"{self.kind}-{self.name}"
+            return ("file", str(Path(self.name).expanduser().resolve()))
+        return (self.kind, self.name)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "ModelChoice":
-        kind = data.get("kind")
-        if kind not in ("fresh", "pretrained", "run", "file") or not isinstance(data.get("name"), str):
+    def from_dict(cls, data: Any) -> "ModelChoice":
+        """A choice remembered in app-state.json, checked as strictly as one typed in; else ValueError."""
+        if not isinstance(data, dict):
             raise ValueError(f"not a model choice: {data!r}")
-        return cls(kind, data["name"], data.get("checkpoint", ""))
+        kind, name, checkpoint = data.get("kind"), data.get("name"), data.get("checkpoint", "")
+        valid = (kind in ("fresh", "pretrained", "run", "file") and isinstance(name, str) and name
+                 and checkpoint in (("latest", "best") if kind == "run" else ("",)))
+        if not valid:
+            raise ValueError(f"not a model choice: {data!r}")
+        if kind == "run":
+            from engine.errors import RunError
+            from engine.runs.store import validate_run_name  # torch-free
+
+            try:
+                validate_run_name(name)
+            except RunError as exc:
+                raise ValueError(str(exc)) from None
+        return cls(kind, name, checkpoint)
 
 
 DEFAULT_CHOICE = ModelChoice("fresh", "gpt-nano")
@@ -59,8 +76,9 @@ DEFAULT_CHOICE = ModelChoice("fresh", "gpt-nano")
 class LoadedModel:
     choice: ModelChoice
     model: Any  # engine.model.gpt.GPTModel, in eval mode
-    description: str  # e.g. "run nano-1 at step 120 (val loss 5.12)"
+    description: str  # e.g. "run nano-1 at step 120, val loss 5.123"
     notes: list[str]
+    transcript_key: TranscriptKey
 
 
 def available_choices(runs: list[Any]) -> list[ModelChoice]:
@@ -69,7 +87,7 @@ def available_choices(runs: list[Any]) -> list[ModelChoice]:
     `runs` is the run store's list of summaries (newest first).
     """
     from engine.model.config import PRESETS
-    from engine.weights.pretrained import available_gpt2_models
+    from engine.weights.gpt2 import available_gpt2_models
 
     choices: list[ModelChoice] = []
     for run in runs:
@@ -82,28 +100,24 @@ def available_choices(runs: list[Any]) -> list[ModelChoice]:
     return choices
 
 
-def load_choice(choice: ModelChoice, runs_dir: Path, device: str) -> LoadedModel:
-    """Load a model; TuiGptError (or OSError, torch's out-of-memory) when it cannot be."""
+def load_choice(choice: ModelChoice, store: Any, device: str) -> LoadedModel:
+    """Load a model from the run store `store` (engine.runs.store.RunStore) or elsewhere.
+
+    Raises TuiGptError (or OSError, torch's out-of-memory) when it cannot be loaded.
+    """
     import torch
 
-    from engine.runs.checkpoints import best_checkpoint, latest_checkpoint
-
-    from engine.weights.checkpoint import load_model
     from engine.fast.decoding_weights import prompting_model
-    from engine.errors import CheckpointError
-    from engine.weights.pretrained import load_any_model
+    from engine.weights.resolver import FRESH_PREFIX, ModelSpec, resolve_model
 
     if choice.kind == "run":
-        find = best_checkpoint if choice.checkpoint == "best" else latest_checkpoint
-        info = find(Path(runs_dir) / choice.name / "checkpoints")
-        if info is None:
-            raise CheckpointError(f"run {choice.name} has no {choice.checkpoint} checkpoint yet")
-        model, notes = load_model(info.path, device=device)
-        loss = f", val loss {info.val_loss:.3f}" if info.val_loss is not None else ""
-        return LoadedModel(choice, prompting_model(model), f"run {choice.name} at step {info.step}{loss}", notes)
-    spec = choice.name
-    if choice.kind == "fresh":
+        spec = ModelSpec(choice.name, kind="run", best=choice.checkpoint == "best", data_dir=store.data_dir)
+    elif choice.kind == "fresh":
         torch.manual_seed(FRESH_WEIGHTS_SEED)
-        spec = f"fresh:{choice.name}"  # never a file that happens to be called like the preset
-    model, description = load_any_model(spec, device=device)
-    return LoadedModel(choice, prompting_model(model), description, [])
+        spec = ModelSpec(FRESH_PREFIX + choice.name)
+    else:
+        spec = ModelSpec(choice.name)
+    resolved = resolve_model(spec, device=device)
+    run_id = store.open(choice.name).creation_id() if choice.kind == "run" else ""
+    return LoadedModel(choice, prompting_model(resolved.model), resolved.description, resolved.notes,
+                       choice.transcript_key(run_id))

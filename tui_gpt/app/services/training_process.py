@@ -13,60 +13,36 @@ import os
 import signal
 import subprocess
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, Mapping
 
 import tui_gpt
 
-# Each optional setting as (TrainingRequest field, command-line flag).
-_FLAGS = (
-    ("epochs", "--epochs"),
-    ("max_steps", "--max-steps"),
-    ("batch_size", "--batch-size"),
-    ("context_length", "--context-length"),
-    ("lr", "--lr"),
-    ("eval_freq", "--eval-freq"),
-    ("eval_iter", "--eval-iter"),
-    ("seed", "--seed"),
-    ("sample_tokens", "--sample-tokens"),
-)
-
-
 @dataclass(frozen=True)
 class TrainingRequest:
-    """A new run as the training form describes it; None leaves a setting to the trainer's default."""
+    """A new run as the training form describes it."""
 
     run: str
-    preset: str | None = None
-    recipe: str | None = None  # used instead of the preset when set
-    corpus: str | None = None  # None: the built-in demo corpus
-    epochs: int | None = None
-    max_steps: int | None = None
-    batch_size: int | None = None
-    context_length: int | None = None
-    lr: float | None = None
-    eval_freq: int | None = None
-    eval_iter: int | None = None
-    seed: int | None = None
-    sample_tokens: int | None = None
+    recipe: str | None = None  # the settings start from this recipe when set
+    # Only the settings the person gave, by name (engine.training.settings.SETTINGS);
+    # the others are left to the recipe's or the trainer's defaults.
+    settings: Mapping[str, Any] = field(default_factory=dict)
 
 
 def _base_command(data_dir: Path, run: str) -> list[str]:
-    return [sys.executable, "-m", "tui_gpt", "train", "--data-dir", str(data_dir), "--run", run]
+    return [sys.executable, "-m", "tui_gpt", "train", "--data-dir", str(data_dir), "--run-name", run]
 
 
 def train_command(data_dir: Path, request: TrainingRequest) -> list[str]:
+    from engine.training.settings import SETTINGS  # called once the engine is loaded
+
     command = _base_command(data_dir, request.run)
-    if request.corpus is not None:
-        command += ["--corpus", request.corpus]
     if request.recipe is not None:
         command += ["--recipe", request.recipe]
-    elif request.preset is not None:
-        command += ["--preset", request.preset]
-    for name, flag in _FLAGS:
-        value = getattr(request, name)
-        if value is not None:
-            command += [flag, str(value)]
+    for declared in SETTINGS:
+        if declared.name in request.settings:
+            command += declared.as_args(request.settings[declared.name])
     return command
 
 

@@ -1,27 +1,54 @@
 """The prompt transcripts: every prompt and completion, one JSONL file per model.
 
-    <data_dir>/transcripts/<model key>.jsonl   one exchange per line
+    <data_dir>/transcripts/<encoded model key>.jsonl   one exchange per line
 
-Each completion keeps its tokens with their probabilities and the model's top
-alternatives, so the token inspector works on exchanges from earlier sessions
-too. Lines are appended and flushed as each exchange ends; a torn last line (a
-crash mid-write) is skipped on reading, never fatal.
+A model key is a tuple of strings that says which model a transcript belongs
+to (see ModelChoice.transcript_key), e.g. ("run", "nano 1", "best", "<run id>").
+Its file name is an encoding only that key maps to, so two models never share
+a transcript. Each completion keeps its tokens with their probabilities and
+the model's top alternatives, so the token inspector works on exchanges from
+earlier sessions too. Lines are appended and flushed as each exchange ends; a
+torn last line (a crash mid-write) is skipped on reading, never fatal.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+from engine.runs.untrusted_files import open_regular_for_writing, parse_json, read_bytes
+
+# Years of prompting; a larger file was not written by us, and would stall the app at start-up.
+MAX_TRANSCRIPT_BYTES = 256 << 20
+
+TranscriptKey = tuple[str, ...]  # never empty
+
+# Lower case only: on a case-insensitive file system "Run" and "run" must not meet.
+_KEPT = re.compile(r"[a-z0-9_-]")
+_MAX_STEM = 200  # file names are limited to 255 bytes
 
 
-def safe_key(key: str) -> str:
-    """A model key made safe to use as a file name."""
-    return _UNSAFE.sub("_", key).strip("._") or "model"
+def transcript_file_name(key: TranscriptKey) -> str:
+    """The file name of `key`'s transcript; different keys never get the same name.
+
+    Each part is percent-encoded, everything but a-z, 0-9, "_" and "-" (so "."
+    and "%" never occur inside a part), and the parts are joined by "." . A
+    name too long for the file system keeps a readable prefix and ends in "~"
+    and a SHA-256 digest of the whole encoding ("~" never occurs otherwise).
+    """
+    stem = ".".join("".join(c if _KEPT.fullmatch(c) else _percent(c) for c in part) for part in key)
+    if len(stem) > _MAX_STEM:
+        stem = f"{stem[:_MAX_STEM - 65]}~{hashlib.sha256(stem.encode()).hexdigest()}"
+    return f"{stem}.jsonl"
+
+
+def _percent(char: str) -> str:
+    return "".join(f"%{byte:02X}" for byte in char.encode("utf-8"))
 
 
 @dataclass(frozen=True)
@@ -88,32 +115,36 @@ class TranscriptStore:
     def __init__(self, directory: Path):
         self.directory = Path(directory)
 
-    def path_for(self, model_key: str) -> Path:
-        return self.directory / f"{safe_key(model_key)}.jsonl"
+    def path_for(self, model_key: TranscriptKey) -> Path:
+        return self.directory / transcript_file_name(model_key)
 
-    def load(self, model_key: str) -> list[Exchange]:
+    def load(self, model_key: TranscriptKey) -> list[Exchange]:
         try:
-            lines = self.path_for(model_key).read_text(encoding="utf-8").splitlines()
+            data = read_bytes(self.path_for(model_key), MAX_TRANSCRIPT_BYTES)
         except FileNotFoundError:
             return []
+        except OSError:  # too large, or not a file: start this model's transcript afresh in memory
+            return []
+        lines = data.decode("utf-8", "replace").splitlines()
         exchanges = []
         for line in lines:
             try:
-                exchanges.append(Exchange.from_json(json.loads(line)))
-            except (ValueError, TypeError, KeyError):
+                exchanges.append(Exchange.from_json(parse_json(line)))
+            except (ValueError, TypeError, KeyError, AttributeError):
                 continue  # a torn or foreign line: keep the rest
         return exchanges
 
-    def append(self, model_key: str, exchange: Exchange) -> None:
+    def append(self, model_key: TranscriptKey, exchange: Exchange) -> None:
         """Add one exchange; OSError if the data dir cannot be written."""
         self.directory.mkdir(parents=True, exist_ok=True)
         line = json.dumps(exchange.to_json(), ensure_ascii=False) + "\n"
-        with open(self.path_for(model_key), "ab") as f:
+        fd = open_regular_for_writing(self.path_for(model_key), os.O_WRONLY | os.O_APPEND | os.O_CREAT)
+        with os.fdopen(fd, "ab") as f:
             if f.tell() and not _ends_with_newline(f.name):
                 line = "\n" + line  # after a torn line, start a fresh one rather than extend it
             f.write(line.encode("utf-8"))
 
-    def clear(self, model_key: str) -> None:
+    def clear(self, model_key: TranscriptKey) -> None:
         self.path_for(model_key).unlink(missing_ok=True)
 
 

@@ -108,8 +108,8 @@ class PromptPane(Vertical):
     def _load_model(self, choice: ModelChoice) -> None:
         session = self.session
         try:
-            loaded = load_choice(choice, session.store.runs_dir, session.device)
-            exchanges = session.transcripts.load(choice.transcript_key)
+            loaded = load_choice(choice, session.store, session.device)
+            exchanges = session.transcripts.load(loaded.transcript_key)
         except Exception as exc:  # a corrupt checkpoint, a missing file, out of memory...
             if not get_current_worker().is_cancelled:
                 self.post_message(ModelLoadFailed(choice, describe_error(exc)))
@@ -238,7 +238,7 @@ class PromptPane(Vertical):
         if error:
             self.notify(error, title="Generation failed", severity="error", timeout=10)
         try:
-            self.session.transcripts.append(self.loaded.choice.transcript_key, view.exchange)
+            self.session.transcripts.append(self.loaded.transcript_key, view.exchange)
         except OSError as exc:
             self.notify(f"Cannot save the transcript: {describe_error(exc)}", severity="error")
 
@@ -271,7 +271,7 @@ class PromptPane(Vertical):
             if not confirmed:
                 return
             try:
-                self.session.transcripts.clear(loaded.choice.transcript_key)
+                self.session.transcripts.clear(loaded.transcript_key)
             except OSError as exc:
                 self.notify(f"Cannot clear the transcript: {describe_error(exc)}", severity="error")
                 return

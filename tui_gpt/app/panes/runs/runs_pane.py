@@ -6,7 +6,7 @@ in the train pane, or deleted after a confirmation.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
 
 from textual import work
 from textual.app import ComposeResult
@@ -17,22 +17,25 @@ from tui_gpt.app import bindings
 from tui_gpt.app.services.failures import describe_error
 from tui_gpt.app.messages import PromptWithModel, ResumeRun, RunDeleted, ShowRunStats
 from tui_gpt.app.services.model_catalog import ModelChoice
-from tui_gpt.cli.commands import human_size
 from tui_gpt.app.screens.confirm import ConfirmScreen
-from tui_gpt.app.panes.train.run_progress import number
 from tui_gpt.app.widgets.steady_update import update_steady
+from tui_gpt.formatting import format_number, human_size
+
+if TYPE_CHECKING:
+    from engine.runs.summary import RunSummary
+    from tui_gpt.app.services.engine_session import EngineSession
 
 _COLUMNS = (("Run", "name"), ("State", "state"), ("Steps", "steps"), ("Best val", "loss"), ("Val ppl", "ppl"),
             ("Size", "size"), ("Updated", "updated"))
 
 
-def run_row(summary: Any) -> tuple[str, ...]:
+def run_row(summary: RunSummary) -> tuple[str, ...]:
     return (
         summary.name,
         summary.state,
         f"{summary.steps:,}",
-        number(summary.best_val_loss, ".3f"),
-        number(summary.best_val_ppl, ",.1f"),
+        format_number(summary.best_val_loss, ".3f"),
+        format_number(summary.best_val_ppl, ",.1f"),
         human_size(summary.size_bytes),
         f"{summary.updated:%m-%d %H:%M}",
     )
@@ -43,8 +46,8 @@ class RunsPane(Vertical):
 
     def __init__(self, *, id: str | None = None) -> None:
         super().__init__(id=id)
-        self.session: Any = None
-        self._summaries: dict[str, Any] = {}
+        self.session: EngineSession | None = None
+        self._summaries: dict[str, RunSummary] = {}
         self._rows: list[tuple[str, ...]] = []
         self._keys: tuple = ()
 
@@ -58,10 +61,10 @@ class RunsPane(Vertical):
     def focus_default(self) -> None:
         self.query_one(DataTable).focus()
 
-    def engine_ready(self, session: Any) -> None:
+    def engine_ready(self, session: EngineSession) -> None:
         self.session = session
 
-    def runs_updated(self, summaries: list[Any]) -> None:
+    def runs_updated(self, summaries: list[RunSummary]) -> None:
         self._summaries = {summary.name: summary for summary in summaries}
         rows = [run_row(summary) for summary in summaries]
         hint = self.query_one("#runs-hint", Static)

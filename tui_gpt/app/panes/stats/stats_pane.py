@@ -6,7 +6,7 @@ at a time (P switches loss and perplexity); on a tall one both do.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
 
 from rich.text import Text
 from textual.app import ComposeResult
@@ -16,32 +16,35 @@ from textual.widgets import SelectionList, Static
 from textual.widgets.selection_list import Selection
 
 from tui_gpt.app import bindings
-from tui_gpt.app.services.run_watch import RunHistory
 from tui_gpt.app.panes.stats.metric_plot import LEGEND_STYLES, MetricPlot, run_colours
-from tui_gpt.app.panes.train.run_progress import number
 from tui_gpt.app.widgets.steady_update import update_steady
+from tui_gpt.formatting import format_number
+
+if TYPE_CHECKING:
+    from engine.runs.progress import RunProgress
+    from engine.runs.summary import RunSummary
 
 
-def latest_numbers(runs: list[tuple[str, RunHistory | None]]) -> Text:
+def latest_numbers(runs: list[tuple[str, RunProgress | None]]) -> Text:
     """The newest evaluation of each run, coloured like its lines in the plots."""
     text = Text()
-    for index, (name, history) in enumerate(runs):
+    for index, (name, progress) in enumerate(runs):
         train_colour, val_colour = (LEGEND_STYLES[c] for c in run_colours(index))
         if index:
             text.append("\n")
         text.append(f"{name}\n", style="bold")
-        evaluation = history.latest_eval if history else None
+        evaluation = progress.latest_eval if progress else None
         if evaluation is None:
             text.append("  no evaluation yet\n", style="dim")
             continue
         e = evaluation
         text.append(f"  step {e.step + 1:,} · {e.tokens_seen:,} tok\n")
         text.append("  train ", style=train_colour)
-        text.append(f"{number(e.train_loss, '.3f')} ppl {number(e.train_ppl, ',.1f')}\n")
+        text.append(f"{format_number(e.train_loss, '.3f')} ppl {format_number(e.train_ppl, ',.1f')}\n")
         text.append("  val   ", style=val_colour)
-        text.append(f"{number(e.val_loss, '.3f')} ppl {number(e.val_ppl, ',.1f')}\n")
+        text.append(f"{format_number(e.val_loss, '.3f')} ppl {format_number(e.val_ppl, ',.1f')}\n")
         if e.val_bpb is not None:
-            text.append(f"  val   {number(e.val_bpb, '.3f')} bits/byte\n")
+            text.append(f"  val   {format_number(e.val_bpb, '.3f')} bits/byte\n")
     return text if runs else Text("Tick runs above to plot them.", style="dim")
 
 
@@ -51,9 +54,9 @@ class StatsPane(Horizontal):
     axis: reactive[str] = reactive("step")
     metric: reactive[str] = reactive("loss")
 
-    def __init__(self, histories: dict[str, RunHistory], *, id: str | None = None) -> None:
+    def __init__(self, progress: dict[str, RunProgress], *, id: str | None = None) -> None:
         super().__init__(id=id)
-        self.histories = histories
+        self.progress = progress  # by run name; shared with the app, which updates it
         self._names: list[str] = []  # the runs in the list, newest first
         self._labels: list[str] = []
         self._drawn: dict[str, int] = {}  # evaluations plotted, per run
@@ -79,7 +82,7 @@ class StatsPane(Horizontal):
         chosen = set(self.query_one(SelectionList).selected)
         return [name for name in self._names if name in chosen]
 
-    def runs_updated(self, summaries: list[Any]) -> None:
+    def runs_updated(self, summaries: list[RunSummary]) -> None:
         names = [summary.name for summary in summaries]
         labels = [f"{summary.name} ({summary.state})" for summary in summaries]
         if labels != self._labels:
@@ -105,12 +108,12 @@ class StatsPane(Horizontal):
         self.redraw()
 
     def _eval_counts(self) -> dict[str, int]:
-        return {name: len(h.evals) if (h := self.histories.get(name)) else 0 for name in self.selected}
+        return {name: len(p.evals) if (p := self.progress.get(name)) else 0 for name in self.selected}
 
     def redraw(self) -> None:
         self._drawn = self._eval_counts()
-        runs = [(name, self.histories.get(name)) for name in self.selected]
-        evals = [(name, history.evals if history else []) for name, history in runs]
+        runs = [(name, self.progress.get(name)) for name in self.selected]
+        evals = [(name, progress.evals if progress else []) for name, progress in runs]
         for plot in self.query(MetricPlot):
             plot.draw(evals, self.axis)
         update_steady(self.query_one("#stats-latest", Static), latest_numbers(runs))

@@ -6,7 +6,7 @@ then phrases of the corpus.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
 
 from rich.text import Text
 from textual.app import ComposeResult
@@ -14,15 +14,18 @@ from textual.containers import Vertical, VerticalScroll
 from textual.widgets import OptionList, Static
 from textual.widgets.option_list import Option
 
+if TYPE_CHECKING:
+    from engine.runs.events import EvalDone, SampleGenerated
+
 _HINT = "Samples appear here at each evaluation."
 
 
-def sample_label(sample: Any, val_loss: float | None) -> str:
+def sample_label(sample: SampleGenerated, val_loss: float | None) -> str:
     loss = f" · val {val_loss:.2f}" if val_loss is not None else ""
     return f"step {sample.step + 1:,}{loss}"
 
 
-def sample_text(sample: Any) -> Text:
+def sample_text(sample: SampleGenerated) -> Text:
     """Where in training it was written, the prompt in bold, then what the model wrote after it."""
     text = Text(f"step {sample.step + 1:,} · {sample.tokens_seen:,} tokens seen\n", style="dim")
     text.append(sample.prompt, style="bold")
@@ -35,7 +38,7 @@ class SampleTimeline(Vertical):
     def __init__(self, *, id: str | None = None) -> None:
         super().__init__(id=id)
         self.border_title = "Samples"
-        self._samples: list[Any] = []
+        self._samples: list[SampleGenerated] = []
         self._run: str | None = None
 
     def compose(self) -> ComposeResult:
@@ -43,7 +46,7 @@ class SampleTimeline(Vertical):
         with VerticalScroll(id="sample-scroll"):
             yield Static(Text(_HINT, style="dim"), id="sample-text")
 
-    def show_samples(self, run: str | None, samples: list[Any], evals: list[Any]) -> None:
+    def show_samples(self, run: str | None, samples: list[SampleGenerated], evals: list[EvalDone]) -> None:
         """Show `run`'s samples, adding only the new ones when it is the run already shown."""
         steps = self.query_one(OptionList)
         if run != self._run or len(samples) < len(self._samples):

@@ -1,8 +1,9 @@
-"""The settings of a new training run: corpus, model (preset or recipe) and main hyperparameters.
+"""The settings of a new training run: corpus, model (preset or recipe), run name, and every training setting.
 
-An empty field means the trainer's default for the chosen preset or recipe,
-which the field shows as its placeholder; only what the person typed goes on
-the `tui-gpt train` command line.
+The settings' fields are made from the engine's declaration (engine.training.settings.SETTINGS)
+once the engine is loaded: the most used at the top, the others under "More settings".
+An empty field means the default of the chosen preset or recipe, which the field shows
+greyed; only what the person gave goes on the `tui-gpt train` command line.
 """
 
 from __future__ import annotations
@@ -12,24 +13,14 @@ from pathlib import Path
 from typing import Any
 
 from textual.app import ComposeResult
-from textual.containers import Horizontal, VerticalScroll
-from textual.widgets import Input, Label, Select
+from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.widgets import Collapsible, Input, Label, Select
 
 from tui_gpt.app.services.training_process import TrainingRequest
 
-# (TrainingRequest field, label, input type)
-_NUMBERS = (
-    ("epochs", "Epochs", "integer"),
-    ("max_steps", "Max steps", "integer"),
-    ("batch_size", "Batch size", "integer"),
-    ("context_length", "Context", "integer"),
-    ("lr", "Learning rate", "number"),
-    ("eval_freq", "Eval every", "integer"),
-    ("eval_iter", "Eval batches", "integer"),
-    ("seed", "Seed", "integer"),
-    ("sample_tokens", "Sample tokens", "integer"),
-)
-_MINIMUM = {"seed": 0, "sample_tokens": 0}  # other counts must be at least 1; lr above 0
+# Settings with a field of their own among the first rows (the model's select also offers recipes).
+_OWN_FIELDS = {"corpus": "train-corpus", "preset": "train-model"}
+_INPUT_TYPES = {int: "integer", float: "number", str: "text"}
 
 
 class FormError(ValueError):
@@ -40,6 +31,18 @@ def _row(label: str, widget) -> Horizontal:
     return Horizontal(Label(label, classes="field-label"), widget, classes="field")
 
 
+def _widget(declared, default: str) -> Input | Select:
+    """The field for one declared setting, showing its default: a choice for yes/no and fixed choices, else text."""
+    field_id = f"train-{declared.name}"
+    if declared.kind is bool:
+        return Select([("yes", True), ("no", False)], prompt=default, id=field_id, compact=True, allow_blank=True)
+    if declared.choices:
+        return Select([(choice, choice) for choice in declared.choices], prompt=default, id=field_id, compact=True,
+                      allow_blank=True)
+    return Input(placeholder=default, type=_INPUT_TYPES[declared.kind], id=field_id, compact=True,
+                 select_on_focus=True)
+
+
 class TrainForm(VerticalScroll):
     def __init__(self, *, id: str | None = None) -> None:
         super().__init__(id=id)
@@ -47,25 +50,37 @@ class TrainForm(VerticalScroll):
         self._presets: dict[str, Any] = {}
         self._recipes: dict[str, Any] = {}
         self._defaults: Any = None
+        self._settings: tuple = ()  # the declared settings that have a field made from the declaration
 
     def compose(self) -> ComposeResult:
         yield _row("Corpus", Input(placeholder="demo corpus, or a .txt file / folder", id="train-corpus",
                                    compact=True))
         yield _row("Model", Select([], prompt="loading…", id="train-model", compact=True, allow_blank=True))
         yield _row("Run name", Input(placeholder="made up", id="train-run", compact=True))
-        for name, label, kind in _NUMBERS:
-            yield _row(label, Input(type=kind, id=f"train-{name}", compact=True, select_on_focus=True))
+        yield Vertical(id="train-settings")
 
-    def engine_ready(self, presets: dict[str, Any], recipes: dict[str, Any], defaults: Any) -> None:
+    def engine_ready(self, presets: dict[str, Any], recipes: dict[str, Any], defaults: Any,
+                     settings: tuple) -> None:
         self._presets, self._recipes, self._defaults = presets, recipes, defaults
+        self._settings = tuple(s for s in settings if s.name not in _OWN_FIELDS)
+        rows = {s.name: _row(s.label, _widget(s, self._default_of(defaults, s))) for s in self._settings}
+        basic = [rows[s.name] for s in self._settings if s.basic]
+        more = [rows[s.name] for s in self._settings if not s.basic]
+        self.query_one("#train-settings", Vertical).mount(
+            *basic, Collapsible(*more, title="More settings", collapsed=True, id="train-more"))
         options = [(name, f"preset:{name}") for name in presets]
         options += [(f"{name} recipe", f"recipe:{name}") for name in recipes]
         select = self.query_one("#train-model", Select)
         select.set_options(options)
         select.value = f"preset:{defaults.preset}"
 
+    def field_of(self, name: str) -> Input | Select:
+        """The field where setting `name` is given."""
+        return self.query_one(f"#{_OWN_FIELDS.get(name, f'train-{name}')}")
+
     def on_select_changed(self, event: Select.Changed) -> None:
-        self._show_defaults()
+        if event.select.id == "train-model":
+            self._show_defaults()
 
     def _base_config(self) -> Any:
         """The TrainConfig the chosen model starts from, before the form's fields."""
@@ -80,13 +95,25 @@ class TrainForm(VerticalScroll):
         config = self._base_config()
         if config is None:
             return
-        for name, _, _ in _NUMBERS:
-            if name == "context_length":
-                value = config.model_overrides.get("context_length",
-                                                   self._presets[config.preset].context_length)
-            else:
-                value = getattr(config, name)
-            self.query_one(f"#train-{name}", Input).placeholder = "none" if value is None else f"{value:g}"
+        for declared in self._settings:
+            # Fields still being mounted (under "More settings") were made showing the defaults.
+            for widget in self.query(f"#train-{declared.name}"):
+                if isinstance(widget, Select):
+                    widget.prompt = self._default_of(config, declared)
+                else:
+                    widget.placeholder = self._default_of(config, declared)
+
+    def _default_of(self, config: Any, declared) -> str:
+        """How a field shows the value `config` gives its setting when the field is left empty."""
+        if declared.model:
+            value = config.model_overrides.get(declared.name, getattr(self._presets[config.preset], declared.name))
+        else:
+            value = getattr(config, declared.name)
+        if value is None:
+            return "none"
+        if declared.kind is bool:
+            return "yes" if value else "no"
+        return f"{value:g}" if declared.kind in (int, float) else str(value)
 
     def read(self) -> TrainingRequest:
         """The request the fields describe (run name "" when left to be made up); FormError if invalid."""
@@ -94,33 +121,24 @@ class TrainForm(VerticalScroll):
         kind, _, name = model.partition(":")
         if kind not in ("preset", "recipe"):
             raise FormError("the engine is still loading: choose a model in a moment")
-        corpus = self.query_one("#train-corpus", Input).value.strip() or None
-        if corpus is not None and not corpus.startswith("hf:"):  # hf:NAME names a cached dataset, not a path
+        values: dict[str, Any] = {"preset": name} if kind == "preset" else {}
+        corpus = self.query_one("#train-corpus", Input).value.strip()
+        if corpus and not corpus.startswith("hf:"):  # hf:NAME names a cached dataset, not a path
             path = Path(corpus).expanduser()
             if not path.exists():
                 raise FormError(f"corpus {corpus} does not exist")
-            corpus = str(path.resolve())  # the trainer runs elsewhere: give it the full path
-        values: dict[str, Any] = {}
-        for field, label, kind_of_input in _NUMBERS:
-            text = self.query_one(f"#train-{field}", Input).value.strip()
-            if not text:
-                continue
-            try:
-                value = int(text) if kind_of_input == "integer" else float(text)
-            except ValueError:
-                raise FormError(f"{label.lower()} must be a number, got {text!r}") from None
-            minimum = _MINIMUM.get(field, 1)
-            if field == "lr" and value <= 0:
-                raise FormError(f"{label.lower()} must be above 0, got {text}")
-            if field != "lr" and value < minimum:
-                raise FormError(f"{label.lower()} must be at least {minimum}, got {text}")
-            values[field] = value
+            values["corpus"] = str(path.resolve())  # the trainer runs elsewhere: give it the full path
+        for declared in self._settings:
+            widget = self.field_of(declared.name)
+            if isinstance(widget, Select):
+                if widget.value is not Select.NULL:
+                    values[declared.name] = widget.value
+            elif text := widget.value.strip():
+                values[declared.name] = declared.from_text(text)  # a ConfigError names the field's label
         return TrainingRequest(
             run=self.query_one("#train-run", Input).value.strip(),
-            preset=name if kind == "preset" else None,
             recipe=name if kind == "recipe" else None,
-            corpus=corpus,
-            **values,
+            settings=values,
         )
 
     def run_name_prefix(self) -> str:

@@ -8,17 +8,16 @@ runs it did not start (headless, torchrun, an earlier session) the same way.
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import Any
+from typing import TYPE_CHECKING
 
 from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical
 
+from engine.runs.exit_codes import EXIT_BAD_INPUT, EXIT_FINISHED, EXIT_STOPPED
 from tui_gpt.app import bindings
 from tui_gpt.app.services.engine_session import EngineSession
-from tui_gpt.cli.main import EXIT_BAD_INPUT, EXIT_FINISHED, EXIT_STOPPED
 from tui_gpt.app.services.failures import describe_error
 from tui_gpt.app.messages import TrainingStatus
-from tui_gpt.app.services.run_watch import RunHistory
 from tui_gpt.app.services.training_process import (
     TrainingProcess,
     launch,
@@ -26,9 +25,13 @@ from tui_gpt.app.services.training_process import (
     resume_command,
     train_command,
 )
-from tui_gpt.app.panes.train.run_progress import RunProgress
+from tui_gpt.app.panes.train.run_progress import RunProgressPanel
 from tui_gpt.app.panes.train.sample_timeline import SampleTimeline
 from tui_gpt.app.panes.train.train_form import FormError, TrainForm
+
+if TYPE_CHECKING:
+    from engine.runs.progress import RunProgress
+    from engine.runs.summary import RunSummary
 
 _RESUMABLE = ("stopped", "failed", "finished")
 
@@ -36,12 +39,12 @@ _RESUMABLE = ("stopped", "failed", "finished")
 class TrainPane(Horizontal):
     BINDINGS = bindings.TRAIN_PANE
 
-    def __init__(self, histories: dict[str, RunHistory], *, id: str | None = None) -> None:
+    def __init__(self, progress: dict[str, RunProgress], *, id: str | None = None) -> None:
         super().__init__(id=id)
-        self.histories = histories  # shared with the app, which feeds them
+        self.progress = progress  # by run name; shared with the app, which updates it
         self.session: EngineSession | None = None
         self.current_run: str | None = None
-        self._summaries: dict[str, Any] = {}
+        self._summaries: dict[str, RunSummary] = {}
         self._processes: dict[str, TrainingProcess] = {}  # runs this session started or resumed
         self._launched: set[str] = set()
         self._start_errors: dict[str, str] = {}  # runs whose command exited before training
@@ -51,7 +54,7 @@ class TrainPane(Horizontal):
     def compose(self) -> ComposeResult:
         yield TrainForm(id="train-form")
         with Vertical(id="train-right"):
-            yield RunProgress(id="run-progress")
+            yield RunProgressPanel(id="run-progress")
             yield SampleTimeline(id="sample-timeline")
 
     def focus_default(self) -> None:
@@ -59,7 +62,8 @@ class TrainPane(Horizontal):
 
     def engine_ready(self, session: EngineSession) -> None:
         self.session = session
-        self.query_one(TrainForm).engine_ready(session.presets, session.recipes, session.train_defaults)
+        self.query_one(TrainForm).engine_ready(session.presets, session.recipes, session.train_defaults,
+                                               session.train_settings)
         self._refresh_keys()
 
     # -- the state of runs -----------------------------------------------------------------------
@@ -78,7 +82,7 @@ class TrainPane(Horizontal):
     def is_active(self, name: str | None) -> bool:
         return name is not None and self.state_of(name) in ("running", "starting")
 
-    def runs_updated(self, summaries: list[Any], changed: set[str]) -> None:
+    def runs_updated(self, summaries: list[RunSummary], changed: set[str]) -> None:
         """Called by the app after each poll of the run folders."""
         previous = {name: self.state_of(name) for name in self._summaries}
         self._summaries = {summary.name: summary for summary in summaries}
@@ -90,8 +94,8 @@ class TrainPane(Horizontal):
                 self.follow(running[0])
                 self.notify(f"Run {running[0]} is training; following it.", title="Training")
         for name in changed:
-            history = self.histories.get(name)
-            ended = history.ended if history else None
+            progress = self.progress.get(name)
+            ended = progress.ended if progress else None
             if ended is not None and name not in self._launched and previous.get(name) == "running":
                 self.notify(f"Run {name} {ended.state} at step {ended.step}. {ended.message}".strip(),
                             title="Training", severity="error" if ended.state == "failed" else "information")
@@ -140,7 +144,7 @@ class TrainPane(Horizontal):
         self._summaries.pop(name, None)
         if self.current_run == name:
             self.current_run = None
-            self.query_one(RunProgress).show_nothing()
+            self.query_one(RunProgressPanel).show_nothing()
             self.query_one(SampleTimeline).show_samples(None, [], [])
             self.post_message(TrainingStatus(""))
 
@@ -149,15 +153,15 @@ class TrainPane(Horizontal):
         if name is None:
             return
         state = self.state_of(name)
-        history = self.histories.get(name)
-        progress = self.query_one(RunProgress)
+        progress = self.progress.get(name)
+        panel = self.query_one(RunProgressPanel)
         if state == "did not start":
-            progress.update(f"{name} · did not start\n{self._start_errors[name]}")
+            panel.update(f"{name} · did not start\n{self._start_errors[name]}")
         else:
-            progress.show_run(name, state, history, self._summaries.get(name))
-        self.query_one(SampleTimeline).show_samples(name, history.samples if history else [],
-                                                    history.evals if history else [])
-        steps = f" · step {history.steps_done}/{history.total_steps}" if history and history.total_steps else ""
+            panel.show_run(name, state, progress, self._summaries.get(name))
+        self.query_one(SampleTimeline).show_samples(name, progress.samples if progress else [],
+                                                    progress.evals if progress else [])
+        steps = f" · step {progress.steps_done}/{progress.total_steps}" if progress and progress.total_steps else ""
         self.post_message(TrainingStatus(f"{name}: {state}{steps}"))
 
     # -- actions --------------------------------------------------------------------------------
