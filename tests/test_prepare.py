@@ -162,7 +162,7 @@ def test_data_commands_prepare_list_show_delete(tmp_path, capsys):
 
 
 def test_a_run_trains_on_jsonl_and_reports_bits_per_byte(tmp_path):
-    from engine.runs.events import EvalDone, read_events
+    from engine.runs.events import EvalDone, MetricsReader
     from engine.runs.store import RunStore
     from engine.training.settings import TrainConfig
     from engine.training.trainer import train_run
@@ -172,6 +172,6 @@ def test_a_run_trains_on_jsonl_and_reports_bits_per_byte(tmp_path):
                          batch_size=2, max_steps=2, eval_freq=1, eval_iter=1, sample_tokens=0, device="cpu")
     assert train_run(config, run_name="jsonl", data_dir=tmp_path / "data").state == "finished"
     run = RunStore(tmp_path / "data").open("jsonl")
-    evaluations = [e for e in read_events(run.metrics_path) if isinstance(e, EvalDone)]
+    evaluations = [e for e in MetricsReader(run.metrics_path).read_new() if isinstance(e, EvalDone)]
     assert evaluations and all(2.0 < e.val_bpb < 5.0 and 2.0 < e.train_bpb < 5.0 for e in evaluations)
     assert run.read_config()["corpus"]["name"] == "d.jsonl"

@@ -24,7 +24,6 @@ class RunSummary:
     steps: int  # optimizer steps done
     best_val_loss: float | None
     best_val_ppl: float | None
-    best_val_bpb: float | None  # bits per byte at the best val loss (None: not recorded)
     updated: datetime  # when its status or metrics last changed (local time, tz-aware)
     size_bytes: int
     state: str  # "new", "running", "finished", "stopped" or "failed"
