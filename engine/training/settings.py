@@ -130,7 +130,7 @@ class TrainConfig:
         WHAT, metavar="PATH", basic=True)
     # How to read it (engine/data/sources checks the format's name).
     corpus_format: str = setting("auto", "--corpus-format", "Corpus format",
-                                 "auto, text, jsonl, parquet, tokens or hf (default: recognised by name and content)",
+                                 "auto (recognised by name and content), text, jsonl, parquet, tokens or hf",
                                  WHAT, metavar="FORMAT")
     text_field: str = setting("text", "--text-field", "Text field",
                               "the JSONL field or Parquet/dataset column with the text", WHAT, metavar="NAME")
