@@ -171,7 +171,7 @@ def test_big_corpus_is_streamed_not_held(tmp_path, monkeypatch, verdict_text):
 def test_demo_corpus():
     corpus = load_corpus(None)
     assert corpus.name == DEMO_NAME and corpus.path is None and corpus.files == []
-    assert corpus.n_chars == len(corpus.text) > 300_000
+    assert corpus.n_chars == len(corpus.text) > 150_000
     assert corpus.text.count(SEP) > 50 and "lambda" in corpus.text
     assert load_corpus("demo").fingerprint == corpus.fingerprint
 
@@ -183,3 +183,9 @@ def test_require_tokens_names_both_numbers():
     assert str(caught.value) == "corpus too short: 40 tokens in the training split, need at least 257 (context_length + 1)"
     with pytest.raises(CorpusError, match=r"12 tokens in the validation split of notes\.txt, need at least 33"):
         require_tokens(12, 32, what="validation", corpus="notes.txt")
+
+
+def test_demo_corpus_is_prose_not_layout_whitespace():
+    text = load_corpus(None).text
+    assert sum(not ch.isspace() for ch in text) / len(text) > 0.8
+    assert "  " not in text and "\n\n" not in text  # no indentation or blank lines left to learn first

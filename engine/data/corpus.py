@@ -16,7 +16,7 @@ import os
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator
+from typing import BinaryIO, Iterator
 
 from engine.errors import CorpusError
 from engine.model.tokenizer import END_OF_TEXT
@@ -93,7 +93,7 @@ class Corpus:
             try:
                 for text, _ in _decode_blocks(path):
                     yield text
-            except _UnusableFile as unusable:
+            except UnusableText as unusable:
                 raise CorpusError(f"cannot use {path}: {unusable}") from None
 
     def warnings(self) -> list[str]:
@@ -138,10 +138,28 @@ def _demo_corpus() -> Corpus:
         from pydoc_data.topics import topics
     except ImportError:
         raise CorpusError("the demo corpus needs Python's pydoc_data module, which this Python lacks; give a corpus path") from None
-    text = DOCUMENT_SEPARATOR.join(topics[key] for key in sorted(topics))
+    text = DOCUMENT_SEPARATOR.join(filter(None, (demo_prose(topics[key]) for key in sorted(topics))))
     hasher = _new_hasher()
     hasher.update(text.encode("utf-8"))
     return Corpus(name=DEMO_NAME, path=None, fingerprint=hasher.hexdigest(), n_chars=len(text), _text=text)
+
+
+def demo_prose(topic: str) -> str:
+    """The prose paragraphs of a pydoc topic, each on one line with single spaces.
+
+    The topics are mostly indented code, grammar and tables; a small model trained on
+    them for minutes learns the indentation first and samples only spaces and newlines.
+    Paragraphs that start at the margin are prose; their line breaks are layout.
+    """
+    paragraphs = []
+    for paragraph in topic.split("\n\n"):
+        if not paragraph.strip() or paragraph[:1].isspace():
+            continue  # indented: an example, a grammar rule or a table
+        words = paragraph.split()
+        letters = sum(ch.isalpha() for ch in paragraph)
+        if len(words) >= 8 and letters >= 0.6 * len("".join(words)) and not set("*=+|") & set(paragraph[:2]):
+            paragraphs.append(" ".join(words))
+    return "\n".join(paragraphs)
 
 
 def _load_file(path: Path) -> Corpus:
@@ -149,7 +167,7 @@ def _load_file(path: Path) -> Corpus:
     keep_text = _file_size(path) <= IN_MEMORY_LIMIT_BYTES
     try:
         document = _read_document(path, hasher, keep_text)
-    except _UnusableFile as unusable:
+    except UnusableText as unusable:
         raise CorpusError(f"cannot use {path}: {unusable}") from None
     return Corpus(
         name=path.name,
@@ -178,7 +196,7 @@ def _load_folder(folder: Path, extensions: tuple[str, ...]) -> Corpus:
             hasher.update(DOCUMENT_SEPARATOR.encode("utf-8"))
         try:
             documents[path] = _read_document(path, hasher, keep_text)
-        except _UnusableFile as unusable:
+        except UnusableText as unusable:
             hasher = before
             skipped.append(SkippedFile(path, str(unusable)))
     if not documents:
@@ -227,7 +245,7 @@ def _new_hasher() -> "hashlib._Hash":
     return hasher
 
 
-class _UnusableFile(Exception):
+class UnusableText(Exception):
     """A file that holds no usable text; the message says why."""
 
 
@@ -253,7 +271,7 @@ def _read_document(path: Path, hasher: "hashlib._Hash", keep_text: bool) -> _Doc
         if keep_text:
             parts.append(text)
     if not has_text:
-        raise _UnusableFile("the file is empty" if n_chars == 0 else "the file holds only whitespace")
+        raise UnusableText("the file is empty" if n_chars == 0 else "the file holds only whitespace")
     return _Document("".join(parts) if keep_text else None, n_chars, replaced_bytes, stamp)
 
 
@@ -274,20 +292,28 @@ codecs.register_error(_REPLACE_AND_COUNT, _replace_and_count)
 
 
 def _decode_blocks(path: Path) -> Iterator[tuple[str, int]]:
-    """(text, invalid bytes replaced) per block, as `bytes.decode("utf-8", errors="replace")` without a BOM."""
-    decoder = codecs.getincrementaldecoder("utf-8-sig")(errors=_REPLACE_AND_COUNT)
+    """(text, invalid bytes replaced) per block of a file; see `decode_utf8_blocks`."""
     try:
         with path.open("rb") as file:
-            first = True
-            while True:
-                block = file.read(_READ_BYTES)
-                if first and b"\0" in block[:_BINARY_SNIFF_BYTES]:
-                    raise _UnusableFile("it looks like a binary file (it contains NUL bytes), not UTF-8 text")
-                first = False
-                _replacements.bytes = 0
-                text = decoder.decode(block, final=not block)
-                yield text, _replacements.bytes
-                if not block:
-                    return
+            yield from decode_utf8_blocks(file)
     except OSError as error:
-        raise _UnusableFile(f"it cannot be read ({error.strerror or error})") from None
+        raise UnusableText(f"it cannot be read ({error.strerror or error})") from None
+
+
+def decode_utf8_blocks(file: BinaryIO) -> Iterator[tuple[str, int]]:
+    """(text, invalid bytes replaced) per block, as `bytes.decode("utf-8", errors="replace")` without a BOM.
+
+    Raises UnusableText if the first block holds NUL bytes (a binary file).
+    """
+    decoder = codecs.getincrementaldecoder("utf-8-sig")(errors=_REPLACE_AND_COUNT)
+    first = True
+    while True:
+        block = file.read(_READ_BYTES)
+        if first and b"\0" in block[:_BINARY_SNIFF_BYTES]:
+            raise UnusableText("it looks like a binary file (it contains NUL bytes), not UTF-8 text")
+        first = False
+        _replacements.bytes = 0
+        text = decoder.decode(block, final=not block)
+        yield text, _replacements.bytes
+        if not block:
+            return

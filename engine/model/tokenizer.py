@@ -52,6 +52,18 @@ def get_tokenizer() -> tiktoken.Encoding:
     )
 
 
+@lru_cache(maxsize=1)
+def token_byte_lengths() -> torch.Tensor:
+    """The UTF-8 bytes each token id stands for (0 for <|endoftext|>, which is a marker, not text).
+
+    Summed over tokens it is the byte length of their decoded text: bits per byte divides by it.
+    """
+    tokenizer = get_tokenizer()
+    lengths = [len(tokenizer.decode_single_token_bytes(i)) for i in range(tokenizer.n_vocab)]
+    lengths[END_OF_TEXT_ID] = 0
+    return torch.tensor(lengths, dtype=torch.int64)
+
+
 def text_to_token_ids(text: str, tokenizer: tiktoken.Encoding) -> torch.Tensor:
     """Encode to a (1, n) tensor, as the book does (`<|endoftext|>` allowed)."""
     encoded = tokenizer.encode(text, allowed_special={END_OF_TEXT})

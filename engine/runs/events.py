@@ -77,6 +77,9 @@ class EvalDone(Event):
     val_loss: float
     train_ppl: float
     val_ppl: float
+    # Bits per byte of the same batches (None in files written before they were recorded).
+    train_bpb: float | None = None
+    val_bpb: float | None = None
 
 
 @dataclass

@@ -119,6 +119,11 @@ class RunProgress:
     def best_val_ppl(self) -> float | None:
         return self.best_eval.val_ppl if self.best_eval is not None else None
 
+    @property
+    def best_val_bpb(self) -> float | None:
+        """Bits per byte at the best val loss (None in runs recorded before it was)."""
+        return self.best_eval.val_bpb if self.best_eval is not None else None
+
     def eta_seconds(self) -> float | None:
         """Time left at this session's pace, while it is going; None before its first step.
 

@@ -20,9 +20,9 @@ from engine.insight.health import HealthWatch
 from engine.training.device import autocast
 from engine.runs.events import EvalDone, Event, SampleGenerated, StepDone
 from engine.model.generation import generate_text_simple
-from engine.training.loss import calc_loss_batch, calc_loss_loader, perplexity
+from engine.training.loss import calc_loss_and_bpb_loader, calc_loss_batch, calc_loss_loader, perplexity
 from engine.training.schedule import learning_rate
-from engine.model.tokenizer import text_to_token_ids, token_ids_to_text
+from engine.model.tokenizer import text_to_token_ids, token_byte_lengths, token_ids_to_text
 
 
 @dataclass
@@ -65,6 +65,17 @@ def evaluate_model(model, train_loader, val_loader, device, eval_iter, autocast_
         val_loss = calc_loss_loader(val_loader, model, device, num_batches=eval_iter)
     model.train()
     return train_loss, val_loss
+
+
+def evaluate_model_with_bpb(model, train_loader, val_loader, device, eval_iter, autocast_dtype=None):
+    """evaluate_model's losses and the bits per byte of the same batches: (train, val, train_bpb, val_bpb)."""
+    byte_lengths = token_byte_lengths()
+    model.eval()
+    with torch.no_grad(), autocast(device, autocast_dtype):
+        train_loss, train_bpb = calc_loss_and_bpb_loader(train_loader, model, device, eval_iter, byte_lengths)
+        val_loss, val_bpb = calc_loss_and_bpb_loader(val_loader, model, device, eval_iter, byte_lengths)
+    model.train()
+    return train_loss, val_loss, train_bpb, val_bpb
 
 
 def generate_sample(model, tokenizer, device, start_context: str, max_new_tokens: int = 50) -> str:
@@ -222,14 +233,14 @@ class TrainingLoop:
         pos.step += 1
 
     def _evaluate(self, step: int) -> None:
-        train_loss, val_loss = evaluate_model(
+        train_loss, val_loss, train_bpb, val_bpb = (self.average(value) for value in evaluate_model_with_bpb(
             self.raw_model, self.train_eval_loader, self.val_loader, self.device, self.s.eval_iter, self.s.autocast_dtype
-        )
-        train_loss, val_loss = self.average(train_loss), self.average(val_loss)
+        ))
         self.pos.last_val_loss = val_loss
         self.emit(EvalDone(
             step=step, epoch=self.pos.epoch, tokens_seen=self.pos.tokens_seen, train_loss=train_loss,
             val_loss=val_loss, train_ppl=perplexity(train_loss), val_ppl=perplexity(val_loss),
+            train_bpb=train_bpb, val_bpb=val_bpb,
         ))
         if self.s.sample_at_eval:
             self._sample()

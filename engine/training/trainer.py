@@ -23,7 +23,7 @@ from engine.runs.checkpoints import best_checkpoint
 from engine.training.checkpointing import load_latest_valid, save_checkpoint
 from engine.training.state_codec import state_to_tensors
 from engine.model.config import GPTConfig, get_preset
-from engine.data.corpus import load_corpus, require_tokens
+from engine.data.corpus import require_tokens
 from engine.data.windows import TokenWindowDataset
 from engine.training.device import autocast_dtype
 from engine.errors import ConfigError, CorpusError, RunError, TuiGptError
@@ -32,7 +32,7 @@ from engine.model.gpt import GPTModel
 from engine.runs.store import RunStore, validate_run_name
 from engine.runs.atomic import write_error
 from engine.runs.untrusted_files import open_regular_for_writing
-from engine.data.token_cache import load_token_splits
+from engine.data.training_data import load_training_data
 from engine.model.tokenizer import get_tokenizer
 from engine.training.settings import TrainConfig
 from engine.training.loop import LoopPosition, LoopSettings, NonFiniteLoss, TrainingLoop
@@ -75,6 +75,37 @@ class EpochOrder(Sampler[int]):
             generator.manual_seed(int(torch.empty((), dtype=torch.int64).random_().item()))
             self.order = torch.randperm(self.n, generator=generator).tolist()
         yield from self.order
+
+
+class SampledWindows(Sampler[int]):
+    """For a run shorter than one epoch: `draws` windows drawn at random, as nanoGPT samples its batches.
+
+    A shuffled epoch of a corpus of billions of tokens would be a permutation of millions of
+    windows, held in memory and saved in every checkpoint; the run reads only `draws` of
+    them. The draw depends only on (seed, rank), so each torchrun rank reads its own windows
+    and a resumed run draws them again exactly, even with a larger --max-steps: they are
+    drawn in whole chunks, so a longer draw begins with the shorter one.
+    """
+
+    CHUNK = 4096
+
+    def __init__(self, n: int, draws: int, ctx: distributed.Distributed, seed: int):
+        self.n, self.draws, self.ctx, self.seed = n, draws, ctx, seed
+        self.epoch = 0
+        self.order: list[int] = []
+
+    def __len__(self) -> int:
+        return self.draws
+
+    def __iter__(self):
+        yield from self.draw()
+
+    def draw(self) -> list[int]:
+        generator = torch.Generator()
+        generator.manual_seed((self.seed * 1_000_003 + self.epoch) * 65_537 + self.ctx.rank)
+        chunks = [torch.randint(self.n, (self.CHUNK,), generator=generator) for _ in range(0, self.draws, self.CHUNK)]
+        self.order = torch.cat(chunks)[: self.draws].tolist()
+        return self.order
 
 
 def _replay(dataset, order: list[int], batch_size: int, skip: int):
@@ -175,19 +206,20 @@ def _train(config, ctx, device, run_name, data_dir, resume, corpus_named, on_eve
             raise ConfigError("a new run needs a training config")
 
         # Everything that can be wrong with the input fails here, before a new run folder exists.
-        corpus = load_corpus(config.corpus)
+        if ctx.is_main:  # one rank tokenizes; the others read its cache
+            corpus = splits = _training_data(config, store.cache_dir, say)
+            for warning in corpus.warnings:
+                say(f"warning: {warning}")
+        ctx.barrier()
+        if not ctx.is_main:
+            corpus = splits = _training_data(config, store.cache_dir)
         if resume and not corpus_named and corpus.fingerprint != stored["corpus"]["fingerprint"]:
             raise CorpusError(f"the run's corpus {corpus.path or corpus.name} changed since the run started; "
                               "to train on it as it is now, name it with --corpus")
         if corpus.path is not None:
             config = config.with_overrides(corpus=str(corpus.path))  # recorded absolute: resumable from anywhere
-        for warning in corpus.warnings():
-            say(f"warning: {warning}")
-        if ctx.is_main:  # one rank tokenizes; the others read its cache
-            splits = load_token_splits(corpus, store.cache_dir, config.train_ratio)
-        ctx.barrier()
-        if not ctx.is_main:
-            splits = load_token_splits(corpus, store.cache_dir, config.train_ratio)
+        if config.val_corpus and not config.val_corpus.startswith("hf:"):
+            config = config.with_overrides(val_corpus=str(Path(config.val_corpus).expanduser().absolute()))
         if resume:
             model = GPTModel(GPTConfig.from_dict(stored["model"])).to(device)
         else:
@@ -229,10 +261,27 @@ def _train(config, ctx, device, run_name, data_dir, resume, corpus_named, on_eve
                              corpus.fingerprint, on_event, should_stop, say)
 
 
+def _training_data(config: TrainConfig, cache_dir: Path, say=lambda line: None):
+    """The run's tokens; a source prepared now reports its progress every 10 seconds."""
+    last = [time.monotonic()]
+
+    def on_progress(progress) -> None:
+        if time.monotonic() - last[0] >= 10:
+            last[0] = time.monotonic()
+            say(f"preparing the corpus: {progress.bytes_read / 2**20:,.0f}/{progress.bytes_total / 2**20:,.0f} MB, "
+                f"{progress.tokens:,} tokens, {progress.documents:,} documents")
+
+    return load_training_data(config.corpus, cache_dir, corpus_format=config.corpus_format,
+                              text_field=config.text_field, val_corpus=config.val_corpus,
+                              train_ratio=config.train_ratio, seed=config.seed, on_progress=on_progress)
+
+
 def _recorded_corpus(stored: dict) -> str | None:
-    """The absolute path of the corpus a run was started on (None: the demo corpus); CorpusError if it is gone."""
+    """What the run was started on: an absolute path, hf:NAME or None (the demo corpus); CorpusError if it is gone."""
     path = stored["corpus"]["path"]
-    if path is not None and not Path(path).exists():
+    if path is None:
+        return stored["train"].get("corpus")  # the demo corpus (None) or a dataset's name (hf:NAME)
+    if not Path(path).exists():
         raise CorpusError(f"the run's corpus {path} is gone; to continue on another, name it with --corpus")
     return path
 
@@ -289,7 +338,12 @@ def _train_locked(config, ctx, device, run, model, optimizer, resumed: _ResumeSt
 
         train_model = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
 
-    sampler = EpochOrder(len(train_set), ctx, config.seed)
+    per_rank_epoch = len(train_set) // ctx.world_size // config.batch_size // config.grad_accum_steps
+    if total_steps < per_rank_epoch:  # the run reads less than an epoch: draw its windows, not a permutation
+        sampler = SampledWindows(len(train_set), total_steps * config.grad_accum_steps * config.batch_size, ctx,
+                                 config.seed)
+    else:
+        sampler = EpochOrder(len(train_set), ctx, config.seed)
     train_loader = DataLoader(train_set, batch_size=config.batch_size, sampler=sampler, drop_last=True)
     # The book evaluates on its shuffled training loader; a second loader keeps that draw
     # from disturbing the order the training loop is recording.
@@ -299,6 +353,8 @@ def _train_locked(config, ctx, device, run, model, optimizer, resumed: _ResumeSt
     def epoch_batches(epoch: int, skip: int):
         nonlocal resume_order
         sampler.epoch = epoch
+        if skip and isinstance(sampler, SampledWindows):
+            return _replay(train_set, sampler.draw(), config.batch_size, skip)
         if skip and resume_order is not None:
             sampler.order, order, resume_order = resume_order, resume_order, None
             return _replay(train_set, order, config.batch_size, skip)

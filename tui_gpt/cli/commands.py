@@ -179,18 +179,18 @@ def delete_run(args: argparse.Namespace) -> int:
     return 0
 
 
-_COLUMNS = ("NAME", "MODEL", "STEPS", "BEST VAL LOSS", "BEST VAL PPL", "UPDATED", "SIZE", "STATE")
+_COLUMNS = ("NAME", "MODEL", "STEPS", "BEST VAL LOSS", "BEST VAL PPL", "BPB", "UPDATED", "SIZE", "STATE")
 
 
 def _runs_table(runs) -> str:
     rows = [_COLUMNS] + [
         (run.name, run.model, str(run.steps), format_number(run.best_val_loss, ".3f"),
-         format_number(run.best_val_ppl, ".1f"),
+         format_number(run.best_val_ppl, ".1f"), format_number(run.progress.best_val_bpb, ".3f"),
          run.updated.astimezone().strftime("%Y-%m-%d %H:%M"), human_size(run.size_bytes), run.state)
         for run in runs
     ]
     widths = [max(len(row[i]) for row in rows) for i in range(len(_COLUMNS))]
-    numeric = {2, 3, 4, 6}
+    numeric = {2, 3, 4, 5, 7}
     lines = [
         "  ".join(cell.rjust(width) if i in numeric else cell.ljust(width)
                   for i, (cell, width) in enumerate(zip(row, widths))).rstrip()
@@ -201,7 +201,7 @@ def _runs_table(runs) -> str:
 
 def _run_as_json(run) -> dict[str, Any]:
     return {"name": run.name, "model": run.model, "steps": run.steps, "best_val_loss": run.best_val_loss,
-            "best_val_ppl": run.best_val_ppl, "updated": run.updated.isoformat(), "size_bytes": run.size_bytes,
+            "best_val_ppl": run.best_val_ppl, "best_val_bpb": run.progress.best_val_bpb, "updated": run.updated.isoformat(), "size_bytes": run.size_bytes,
             "state": run.state, "message": run.message}
 
 

@@ -75,6 +75,10 @@ def build_parser() -> argparse.ArgumentParser:
     delete.add_argument("name", metavar="NAME")
     delete.add_argument("--yes", "-y", action="store_true", help="do not ask for confirmation")
 
+    from tui_gpt.cli import data_command
+
+    data_command.add_parser(subparsers, common)
+
     generate = subparsers.add_parser(
         "generate", parents=[common], help="generate text from a run, a checkpoint or a model", allow_abbrev=False,
         description="Stream a continuation of the prompt; Ctrl-C stops it and keeps what was printed.",

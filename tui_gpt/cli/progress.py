@@ -61,6 +61,7 @@ class TrainingProgress:
                     f"eval at step {event.step + 1}: train loss {format_number(event.train_loss, '.3f')} "
                     f"(ppl {format_number(event.train_ppl, '.1f')}), val loss {format_number(event.val_loss, '.3f')} "
                     f"(ppl {format_number(event.val_ppl, '.1f')})"
+                    + (f", val {event.val_bpb:.3f} bits/byte" if event.val_bpb is not None else "")
                 )
             case SampleGenerated():
                 # One line per sample, as the book prints them.

@@ -43,6 +43,8 @@ def latest_numbers(runs: list[tuple[str, RunProgress | None]]) -> Text:
         text.append(f"{format_number(e.train_loss, '.3f')} ppl {format_number(e.train_ppl, ',.1f')}\n")
         text.append("  val   ", style=val_colour)
         text.append(f"{format_number(e.val_loss, '.3f')} ppl {format_number(e.val_ppl, ',.1f')}\n")
+        if e.val_bpb is not None:
+            text.append(f"  val   {format_number(e.val_bpb, '.3f')} bits/byte\n")
     return text if runs else Text("Tick runs above to plot them.", style="dim")
 
 

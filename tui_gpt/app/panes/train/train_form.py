@@ -123,7 +123,7 @@ class TrainForm(VerticalScroll):
             raise FormError("the engine is still loading: choose a model in a moment")
         values: dict[str, Any] = {"preset": name} if kind == "preset" else {}
         corpus = self.query_one("#train-corpus", Input).value.strip()
-        if corpus:
+        if corpus and not corpus.startswith("hf:"):  # hf:NAME names a cached dataset, not a path
             path = Path(corpus).expanduser()
             if not path.exists():
                 raise FormError(f"corpus {corpus} does not exist")
