@@ -18,6 +18,7 @@ from textual.widgets import Collapsible, Input, Label, Select
 
 from tui_gpt.app.services.training_process import TrainingRequest
 
+FIRST_RUN_RECIPE = "demo"
 # Settings with a field of their own among the first rows (the model's select also offers recipes).
 _OWN_FIELDS = {"corpus": "train-corpus", "preset": "train-model"}
 _INPUT_TYPES = {int: "integer", float: "number", str: "text"}
@@ -72,7 +73,8 @@ class TrainForm(VerticalScroll):
         options += [(f"{name} recipe", f"recipe:{name}") for name in recipes]
         select = self.query_one("#train-model", Select)
         select.set_options(options)
-        select.value = f"preset:{defaults.preset}"
+        # A first run should visibly learn: the demo recipe turns gibberish into the corpus's words in minutes.
+        select.value = f"recipe:{FIRST_RUN_RECIPE}" if FIRST_RUN_RECIPE in recipes else f"preset:{defaults.preset}"
 
     def field_of(self, name: str) -> Input | Select:
         """The field where setting `name` is given."""
