@@ -39,12 +39,16 @@ def modelfile_path(out: Path) -> Path:
     return out.with_suffix(".Modelfile")
 
 
+def check_gguf_type(gguf_type: str) -> None:
+    if gguf_type not in GGUF_TYPES:
+        raise ConfigError(f"unknown GGUF type {gguf_type!r}; choose one of: {', '.join(GGUF_TYPES)}")
+
+
 def export_gguf(model: GPTModel, out: Path, card: ModelCard, gguf_type: str = "f16", force: bool = False) -> Path:
     """Write `out` (a .gguf file) and its Ollama Modelfile; returns the GGUF's path."""
     import gguf  # an optional dependency (the `export` extra), needed only here
 
-    if gguf_type not in GGUF_TYPES:
-        raise ConfigError(f"unknown GGUF type {gguf_type!r}; choose one of: {', '.join(GGUF_TYPES)}")
+    check_gguf_type(gguf_type)
     require_gpt2_vocabulary(model)
     out = Path(out)
     modelfile = modelfile_path(out)

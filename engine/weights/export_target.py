@@ -27,6 +27,8 @@ def check_destination(path: Path, force: bool) -> None:
     if path.exists() and not force:
         raise ConfigError(f"{path} already exists; choose another name or add --force to replace it")
     parent = path.parent
+    if parent.exists() and not parent.is_dir():
+        raise WriteError(f"cannot write {path}: {parent} is not a folder")
     try:
         parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:

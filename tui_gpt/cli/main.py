@@ -76,7 +76,7 @@ TRAIN_FIELDS = tuple(field for options in _TRAIN_OPTIONS.values() for _, field, 
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from tui_gpt.cli import commands  # here, not at the top: commands imports this module
+    from tui_gpt.cli import commands, export  # here, not at the top: commands imports this module
 
     common = argparse.ArgumentParser(add_help=False)
     # SUPPRESS: a --data-dir given before the subcommand is not reset by the subcommand's default.
@@ -143,6 +143,8 @@ def build_parser() -> argparse.ArgumentParser:
     generate.add_argument("--top-p", metavar="P", type=float, help="sample among the most likely tokens up to mass P")
     generate.add_argument("--seed", metavar="N", type=int, help="seed for sampling and for a fresh preset's weights")
     generate.add_argument("--device", metavar="{auto,cpu,cuda,mps}", default="auto", help="default auto")
+
+    export.add_parser(subparsers, common)
     return parser
 
 
