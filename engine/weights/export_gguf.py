@@ -25,7 +25,7 @@ from engine.model.gpt import GPTModel
 from engine.model.tokenizer import END_OF_TEXT_ID
 from engine.weights.export_hf import require_gpt2_vocabulary
 from engine.weights.export_target import check_destination, writing
-from engine.weights.gpt2_tensors import to_gpt2_tensors
+from engine.weights.gpt2_tensors import to_gpt2_tensors, transpose_conv1d
 from engine.weights.gpt2_tokenizer_files import gpt2_vocabulary
 from engine.weights.model_card import ModelCard
 
@@ -103,17 +103,16 @@ def _add_tokenizer(writer, gguf) -> None:
 
 
 def _add_tensors(writer, gguf, model: GPTModel, gguf_type: str) -> None:
-    tensors = to_gpt2_tensors(model)
+    tensors = transpose_conv1d(to_gpt2_tensors(model))
     # llama.cpp reads the output head as its own tensor; a tied model gets a copy of the embedding, as its converter does.
     tensors.setdefault("lm_head.weight", tensors["wte.weight"])
     names = gguf.get_tensor_name_map(gguf.MODEL_ARCH.GPT2, model.cfg.n_layers)
-    conv1d = (".attn.c_attn.weight", ".attn.c_proj.weight", ".mlp.c_fc.weight", ".mlp.c_proj.weight")
     for name, tensor in tensors.items():
         full_name = name if name == "lm_head.weight" else f"transformer.{name}"
         gguf_name = names.get_name(full_name, try_suffixes=(".weight", ".bias"))
         if gguf_name is None:
             raise AssertionError(f"the gguf package has no name for GPT-2's {name}")
-        data = (tensor.t() if name.endswith(conv1d) else tensor).float().numpy()
+        data = tensor.float().contiguous().numpy()
         qtype = _weight_type(gguf, gguf_name, data, gguf_type)
         if qtype == gguf.GGMLQuantizationType.Q8_0:
             writer.add_tensor(gguf_name, gguf.quants.quantize(data, qtype), raw_dtype=qtype)

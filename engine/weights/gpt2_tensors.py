@@ -20,6 +20,15 @@ from engine.model.gpt import GPTModel
 from engine.weights.pretrained import _assemble, _check_shapes, _hf_plan, _read_converted
 
 
+# GPT-2's matrices that Conv1D stores as [in, out]; nanoGPT, llm.c and GGUF keep nn.Linear's [out, in].
+CONV1D_WEIGHTS = (".attn.c_attn.weight", ".attn.c_proj.weight", ".mlp.c_fc.weight", ".mlp.c_proj.weight")
+
+
+def transpose_conv1d(tensors: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The same tensors with GPT-2's Conv1D matrices transposed: Conv1D layout <-> nn.Linear layout (views)."""
+    return {name: t.t() if name.endswith(CONV1D_WEIGHTS) else t for name, t in tensors.items()}
+
+
 def to_gpt2_tensors(model: GPTModel) -> dict[str, torch.Tensor]:
     """GPT-2's tensors (names without `transformer.`, Conv1D layout), contiguous and on the CPU.
 
@@ -51,8 +60,11 @@ class _InMemory:
 
 def from_gpt2_tensors(cfg: GPTConfig, tensors: Mapping[str, torch.Tensor], source: Path,
                       device: str | torch.device = "cpu") -> GPTModel:
-    """A GPTModel (eval mode) from GPT-2's tensors in the Conv1D layout; CheckpointError if they do not fit."""
-    plan = _hf_plan(cfg)
+    """A GPTModel (eval mode) from GPT-2's tensors in the Conv1D layout; CheckpointError if they do not fit.
+
+    Without `cfg.qkv_bias` the tensors hold no query/key/value biases (`h.N.attn.c_attn.bias`).
+    """
+    plan = [s for s in _hf_plan(cfg) if cfg.qkv_bias or not s.name.endswith(".attn.c_attn.bias")]
     _check_shapes({s.name: s.shape for s in plan}, {n: tuple(t.shape) for n, t in tensors.items()}, source,
                   "the GPT-2 layout")
     files = _InMemory(tensors)

@@ -167,9 +167,12 @@ def load_any_model(spec: str, device: str | torch.device = "cpu") -> tuple[GPTMo
     In order: a Hugging Face folder (config.json + model.safetensors); another
     folder, or a .safetensors file with a model.json beside it, taken as a
     tui-gpt checkpoint; a .safetensors file (GPT-2's names or the book's); a
-    .pth/.pt file of the book; a GPT-2 name or size; a preset name, optionally
+    nanoGPT ckpt.pt (engine.weights.nanogpt); an llm.c .bin (engine.weights.llmc);
+    a .pth/.pt file of the book; a GPT-2 name or size; a preset name, optionally
     written "fresh:NAME", for an untrained model.
     """
+    from engine.weights import llmc, nanogpt  # imported here: they import this module
+
     path = Path(spec).expanduser()
     if path.is_dir():
         if (path / CONFIG_FILE).is_file() and (path / WEIGHTS_FILE).is_file():
@@ -180,11 +183,15 @@ def load_any_model(spec: str, device: str | torch.device = "cpu") -> tuple[GPTMo
             return _tui_gpt_checkpoint(path, device)
         if path.suffix == ".safetensors" and "tok_emb.weight" not in _safetensors_names(path):
             return _gpt2_with_description(_local_files(path), device)
+        if path.suffix in (".pt", ".pth") and nanogpt.is_nanogpt_checkpoint(path):
+            return nanogpt.load_nanogpt(path, device)
+        if path.suffix == ".bin":
+            return llmc.load_llmc(path, device)
         if path.suffix in (".safetensors", ".pth", ".pt"):
             model = load_book_state_dict(path, device=device)
             return model, f"book-format state dict {path} ({_millions(model)} parameters)"
         raise CheckpointError(f"{path}: cannot load a {path.suffix or 'suffix-less'} file; "
-                              "use .safetensors, .pth or .pt, or a folder")
+                              "use .safetensors, .pth or .pt, an llm.c .bin, or a folder")
     if gpt2_size(spec) is not None:
         return _gpt2_with_description(resolve_gpt2_files(spec), device)
     preset = spec.strip().removeprefix(FRESH_PREFIX)
