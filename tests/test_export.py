@@ -22,7 +22,11 @@ from engine.runs.events import EvalDone, MetricsWriter, RunStarted, StepDone
 from engine.runs.store import RunStore
 from engine.training.checkpointing import save_checkpoint
 from engine.training.state_codec import state_to_tensors
-from engine.weights.export import ExportRequest, load_checkpoint_for_export, load_run_for_export
+from engine.weights.export import (
+    ExportRequest,
+    load_checkpoint_for_export,
+    load_run_for_export,
+)
 from engine.weights.export_gguf import modelfile_path
 from engine.weights.model_card import card_for_model
 from engine.weights.pretrained import load_any_model
@@ -184,7 +188,7 @@ def _run_with_checkpoint(data_dir: Path, model: GPTModel, steps: int = 4):
 
 def test_a_runs_card_tells_its_data_training_and_losses_at_the_checkpoint(tmp_path):
     run = _run_with_checkpoint(tmp_path / "data", _model())
-    model, card = load_run_for_export(run)
+    _, card = load_run_for_export(run)
     assert card.steps == 4 and card.last_eval.step == 3 and card.tokens_seen == 256
     text = card.markdown("")
     for fact in ("the-verdict.txt", "training tokens: 4,608", "steps: 4, 256 tokens seen", "peak learning rate",
@@ -236,7 +240,7 @@ def test_an_existing_output_is_kept_unless_forced(tmp_path, capsys):
 
 
 def test_a_failed_export_leaves_nothing_behind(tmp_path, monkeypatch):
-    import engine.weights.export_hf as export_hf
+    from engine.weights import export_hf
 
     def full_disk(*args, **kwargs):
         raise OSError(28, "No space left on device")
@@ -259,8 +263,8 @@ def test_unknown_formats_are_refused(tmp_path, capsys, argv, expected):
 def test_an_unwritable_destination_is_refused_before_loading(tmp_path, capsys):
     (tmp_path / "a-file").write_text("")
     code, line = _cli_error(capsys, "--model", "no-such-model", "--format", "hf", str(tmp_path / "a-file" / "out"))
-    assert (code, line) == (2, f"tui-gpt: error: cannot write {tmp_path / 'a-file' / 'out'}: "
-                               f"{tmp_path / 'a-file'} is not a folder")
+    expected = f"cannot write {tmp_path / 'a-file' / 'out'}: {tmp_path / 'a-file'} is not a folder"
+    assert (code, line) == (2, f"tui-gpt: error: {expected}")
 
 
 def test_a_vocabulary_other_than_gpt2s_has_no_tokenizer_to_export(tmp_path):

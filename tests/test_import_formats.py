@@ -27,7 +27,7 @@ def _model(bias: bool = True, seed: int = 0) -> GPTModel:
                                qkv_bias=bias, tie_embeddings=True)).eval()
     with torch.no_grad():
         for name, param in model.named_parameters():
-            if name.endswith(".bias") or name.endswith(".shift"):
+            if name.endswith((".bias", ".shift")):
                 param.copy_(torch.randn_like(param) * 0.1 if bias else torch.zeros_like(param))
     return model
 

@@ -12,7 +12,12 @@ from pathlib import Path
 
 from engine.errors import CheckpointError, ConfigError
 from engine.model.gpt import GPTModel
-from engine.runs.checkpoints import MANIFEST, best_checkpoint, latest_checkpoint, read_manifest
+from engine.runs.checkpoints import (
+    MANIFEST,
+    best_checkpoint,
+    latest_checkpoint,
+    read_manifest,
+)
 from engine.runs.store import Run
 from engine.weights.export_target import check_destination
 from engine.weights.model_card import ModelCard, card_for_model, card_for_run
@@ -29,13 +34,18 @@ class ExportRequest:
 
     def check(self) -> None:
         """ConfigError for an unknown format or GGUF type; ConfigError/WriteError for a destination that will not do."""
-        from engine.weights.export_gguf import check_gguf_type, modelfile_path
+        from engine.weights.export_gguf import (
+            check_gguf_type,
+            gguf_package,
+            modelfile_path,
+        )
 
         if self.format not in FORMATS:
             raise ConfigError(f"unknown export format {self.format!r}; choose one of: {', '.join(FORMATS)}")
         check_gguf_type(self.gguf_type)
         check_destination(self.out, self.force)
         if self.format == "gguf":
+            gguf_package()
             check_destination(modelfile_path(self.out), self.force)
 
     def write(self, model: GPTModel, card: ModelCard) -> list[Path]:

@@ -44,10 +44,18 @@ def check_gguf_type(gguf_type: str) -> None:
         raise ConfigError(f"unknown GGUF type {gguf_type!r}; choose one of: {', '.join(GGUF_TYPES)}")
 
 
+def gguf_package():
+    """The gguf package, an optional dependency (the `export` extra) needed only here."""
+    try:
+        import gguf
+    except ImportError:
+        raise ConfigError("writing GGUF needs the gguf package: pip install 'tui-gpt[export]' (or pip install gguf)") from None
+    return gguf
+
+
 def export_gguf(model: GPTModel, out: Path, card: ModelCard, gguf_type: str = "f16", force: bool = False) -> Path:
     """Write `out` (a .gguf file) and its Ollama Modelfile; returns the GGUF's path."""
-    import gguf  # an optional dependency (the `export` extra), needed only here
-
+    gguf = gguf_package()
     check_gguf_type(gguf_type)
     require_gpt2_vocabulary(model)
     out = Path(out)

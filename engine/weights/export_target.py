@@ -19,7 +19,9 @@ from typing import Iterator
 
 from engine.errors import ConfigError
 from engine.runs.atomic import WriteError, fsync_dir
-from engine.runs.atomic import _write_error as atomic_write_error  # the one wording of a failed write
+from engine.runs.atomic import (
+    _write_error as atomic_write_error,  # the one wording of a failed write
+)
 
 
 def check_destination(path: Path, force: bool) -> None:

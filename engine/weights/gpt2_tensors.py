@@ -17,8 +17,12 @@ import torch
 
 from engine.model.config import GPTConfig
 from engine.model.gpt import GPTModel
-from engine.weights.pretrained import _assemble, _check_shapes, _hf_plan, _read_converted
-
+from engine.weights.pretrained import (
+    _assemble,
+    _check_shapes,
+    _hf_plan,
+    _read_converted,
+)
 
 # GPT-2's matrices that Conv1D stores as [in, out]; nanoGPT, llm.c and GGUF keep nn.Linear's [out, in].
 CONV1D_WEIGHTS = (".attn.c_attn.weight", ".attn.c_proj.weight", ".mlp.c_fc.weight", ".mlp.c_proj.weight")

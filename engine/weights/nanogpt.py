@@ -60,7 +60,7 @@ def load_nanogpt(path: str | Path, device: str | torch.device = "cpu") -> tuple[
         raise CheckpointError(f"{path} holds no transformer.wte.weight: not a nanoGPT model")
 
     padded = args["vocab_size"]
-    vocab = GPT2_VOCAB_SIZE if padded > GPT2_VOCAB_SIZE else padded
+    vocab = min(padded, GPT2_VOCAB_SIZE)
     head = state.pop("lm_head.weight", None)
     tied = head is None or head.data_ptr() == state["wte.weight"].data_ptr() or torch.equal(head, state["wte.weight"])
     state["wte.weight"] = state["wte.weight"][:vocab]

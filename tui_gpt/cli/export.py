@@ -34,8 +34,12 @@ def export_model(args: argparse.Namespace) -> int:
 
     from engine.errors import ConfigError
     from engine.runs.store import RunStore
-    from engine.weights.export import (ExportRequest, load_checkpoint_for_export, load_run_for_export,
-                                       load_spec_for_export)
+    from engine.weights.export import (
+        ExportRequest,
+        load_checkpoint_for_export,
+        load_run_for_export,
+        load_spec_for_export,
+    )
 
     if args.best and not args.run_name:
         raise ConfigError("--best goes with --run-name NAME")
