@@ -196,6 +196,7 @@ def test_a_runs_card_tells_its_data_training_and_losses_at_the_checkpoint(tmp_pa
         assert fact in text, fact
     checkpoint = run.checkpoints_dir / "step-00000004"
     assert load_checkpoint_for_export(checkpoint)[1] == card  # a run's checkpoint folder finds its run
+    assert load_checkpoint_for_export(run.dir)[1] == card
 
 
 def test_cli_exports_a_run_as_gguf_with_its_card_in_the_metadata(tmp_path, capsys):

@@ -69,8 +69,10 @@ def load_run_for_export(run: Run, best: bool = False) -> tuple[GPTModel, ModelCa
 
 
 def load_checkpoint_for_export(path: Path) -> tuple[GPTModel, ModelCard]:
-    """A checkpoint folder; inside a run's checkpoints/ folder, the run's card too."""
+    """A checkpoint folder (or a run's folder: its latest checkpoint); from a run, the run's card too."""
     path = Path(path)
+    if (path / "checkpoints").is_dir() and (path / "config.json").is_file():
+        return load_run_for_export(Run(path.name, path))
     run_dir = path.parent.parent
     if (path / MANIFEST).is_file() and path.parent.name == "checkpoints" and (run_dir / "config.json").is_file():
         return _checkpoint_with_card(path, Run(run_dir.name, run_dir), read_manifest(path)["step"])
