@@ -102,7 +102,8 @@ def main(argv: list[str] | None = None) -> int:
 
     print(f"model: {description} ({cfg.n_layers} layers x {cfg.emb_dim}, context {cfg.context_length}); "
           f"prompt {PROMPT!r}, {n} greedy tokens\n")
-    print("| GGUF type | file size | tokenizer texts equal | max abs logit diff (prompt) | greedy tokens equal | first difference |")
+    print("| GGUF type | file size | tokenizer texts equal | max abs logit diff (prompt) | greedy tokens equal "
+          "| first difference |")
     print("| --- | --- | --- | --- | --- | --- |")
     all_f32_equal = True
     with tempfile.TemporaryDirectory() as folder:

@@ -155,7 +155,8 @@ def test_gguf_export_reads_back_with_gpt2_names_shapes_and_tokenizer(tmp_path, g
             fields["gpt2.attention.head_count"], fields["gpt2.feed_forward_length"]) == (CONTEXT, e, layers, 2, 4 * e)
     assert fields["tokenizer.ggml.model"] == "gpt2"
     tokens = fields["tokenizer.ggml.tokens"]
-    assert len(tokens) == 50257 and tokens[50256] == "<|endoftext|>" and tokens[get_tokenizer().encode(" the")[0]] == "Ġthe"
+    assert len(tokens) == 50257 and tokens[50256] == "<|endoftext|>"
+    assert tokens[get_tokenizer().encode(" the")[0]] == "Ġthe"
     assert fields["tokenizer.ggml.merges"][:2] == ["Ġ t", "Ġ a"] and len(fields["tokenizer.ggml.merges"]) == 50000
     assert fields["tokenizer.ggml.token_type"][50256] == gguf.TokenType.CONTROL
     assert fields["tokenizer.ggml.bos_token_id"] == fields["tokenizer.ggml.eos_token_id"] == 50256

@@ -49,7 +49,7 @@ def gguf_package():
     try:
         import gguf
     except ImportError:
-        raise ConfigError("writing GGUF needs the gguf package: pip install 'tui-gpt[export]' (or pip install gguf)") from None
+        raise ConfigError("writing GGUF needs the gguf package: pip install 'tui-gpt[export]'") from None
     return gguf
 
 
@@ -112,7 +112,8 @@ def _add_tokenizer(writer, gguf) -> None:
 
 def _add_tensors(writer, gguf, model: GPTModel, gguf_type: str) -> None:
     tensors = transpose_conv1d(to_gpt2_tensors(model))
-    # llama.cpp reads the output head as its own tensor; a tied model gets a copy of the embedding, as its converter does.
+    # llama.cpp reads the output head as its own tensor: a tied model gets a copy of the
+    # embedding, as llama.cpp's own converter gives it.
     tensors.setdefault("lm_head.weight", tensors["wte.weight"])
     names = gguf.get_tensor_name_map(gguf.MODEL_ARCH.GPT2, model.cfg.n_layers)
     for name, tensor in tensors.items():

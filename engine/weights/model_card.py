@@ -61,8 +61,9 @@ class ModelCard:
         lines += [f"| parameters | {self.config.num_parameters():,} |", "| tokenizer | GPT-2 (r50k_base) |", ""]
         if self.corpus:
             lines += ["## Data", "", f"- corpus: {_corpus_name(self.corpus)}"]
-            lines += [f"- {split} tokens: {self.corpus[key]:,}" for split, key in
-                      (("training", "train_tokens"), ("validation", "val_tokens")) if isinstance(self.corpus.get(key), int)]
+            lines += [f"- {split} tokens: {self.corpus[key]:,}"
+                      for split, key in (("training", "train_tokens"), ("validation", "val_tokens"))
+                      if isinstance(self.corpus.get(key), int)]
             if self.corpus.get("fingerprint"):
                 lines.append(f"- fingerprint: `{self.corpus['fingerprint']}`")
             lines.append("")

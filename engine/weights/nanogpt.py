@@ -114,4 +114,5 @@ def _torch_load(path: Path) -> Any:
         raise CheckpointError(f"{path} holds pickled Python objects, not just tensors; "
                               "refused to load it, since unpickling them could run code") from None
     except (RuntimeError, EOFError, OSError, ValueError) as exc:
-        raise CheckpointError(f"{path} is not a readable PyTorch checkpoint: {str(exc).strip().splitlines()[0]}") from None
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise CheckpointError(f"{path} is not a readable PyTorch checkpoint: {reason}") from None
