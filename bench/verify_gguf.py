@@ -1,6 +1,6 @@
 """`python -m bench.verify_gguf`: does llama.cpp run tui-gpt's GGUF exports as the engine does?
 
-Trains a tiny model for a few seconds on the book's short story (or takes
+Trains a tiny model for 60 steps on the book's short story (or takes
 `--model SPEC`), exports it as GGUF in f32, f16 and q8_0, runs each through
 llama.cpp (the llama-cpp-python package), and compares with the engine:
 
@@ -40,7 +40,7 @@ TEXTS = ["Every effort moves you", "I HAD always thought Jack Gisburn rather a c
 
 
 def train_tiny(steps: int, seed: int = 123) -> GPTModel:
-    """A few hundred AdamW steps on the-verdict.txt: peaked predictions, unlike random weights."""
+    """AdamW steps on the-verdict.txt, 4 windows each: peaked predictions, unlike random weights."""
     torch.manual_seed(seed)
     model = GPTModel(TINY)
     ids = torch.tensor(get_tokenizer().encode(STORY.read_text(encoding="utf-8")))
@@ -50,7 +50,7 @@ def train_tiny(steps: int, seed: int = 123) -> GPTModel:
     optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3, weight_decay=0.1)
     model.train()
     for step in range(steps):
-        batch = torch.randint(0, len(inputs), (8,))
+        batch = torch.randint(0, len(inputs), (4,))
         loss = torch.nn.functional.cross_entropy(model(inputs[batch]).flatten(0, 1), targets[batch].flatten())
         optimizer.zero_grad()
         loss.backward()
@@ -60,7 +60,10 @@ def train_tiny(steps: int, seed: int = 123) -> GPTModel:
 
 
 def llama_greedy(llm, prompt: list[int], n: int) -> tuple[list[int], np.ndarray]:
-    """llama.cpp's greedy continuation, and its logits after the prompt."""
+    """llama.cpp's greedy continuation, and its logits after the prompt.
+
+    Needs `logits_all=True`: without it llama-cpp-python 0.3.36 left `scores` at zero here.
+    """
     llm.reset()
     llm.eval(prompt)
     first_logits = np.array(llm.scores[llm.n_tokens - 1], dtype=np.float32)
@@ -75,7 +78,7 @@ def llama_greedy(llm, prompt: list[int], n: int) -> tuple[list[int], np.ndarray]
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.verify_gguf", description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", metavar="SPEC", help="a model to export instead of the tiny trained one")
-    parser.add_argument("--steps", type=int, default=300, help="training steps of the tiny model (default 300)")
+    parser.add_argument("--steps", type=int, default=60, help="training steps of the tiny model (default 60)")
     parser.add_argument("--tokens", type=int, default=64, help="greedy tokens to compare (default 64)")
     parser.add_argument("--threads", type=int, default=2, help="llama.cpp threads (default 2)")
     args = parser.parse_args(argv)
@@ -112,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
             ExportRequest("gguf", out, gguf_type).write(model, card_for_model(cfg, "verify-gguf", description))
             start = time.perf_counter()
             llm = Llama(model_path=str(out), n_ctx=cfg.context_length, n_batch=cfg.context_length,
-                        n_threads=args.threads, logits_all=False, verbose=False, seed=0)
+                        n_threads=args.threads, logits_all=True, verbose=False, seed=0)
             texts_equal = sum(llm.tokenize(t.encode("utf-8"), add_bos=False, special=True)
                               == encoding.encode(t, allowed_special="all") for t in TEXTS)
             theirs, their_logits = llama_greedy(llm, prompt, n)
@@ -125,7 +128,7 @@ def main(argv: list[str] | None = None) -> int:
                 all_f32_equal = equal == n and texts_equal == len(TEXTS)
                 print(f"<!-- engine:    {encoding.decode(ours)!r} -->\n<!-- llama.cpp: {encoding.decode(theirs)!r} "
                       f"({time.perf_counter() - start:.1f} s) -->")
-            del llm
+            llm.close()
     return 0 if all_f32_equal else 1
 
 
