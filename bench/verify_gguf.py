@@ -43,6 +43,8 @@ def train_tiny(steps: int, seed: int = 123) -> GPTModel:
     """AdamW steps on the-verdict.txt, 4 windows each: peaked predictions, unlike random weights."""
     torch.manual_seed(seed)
     model = GPTModel(TINY)
+    if steps == 0:  # random weights: flat predictions, but a varied continuation
+        return model.eval()
     ids = torch.tensor(get_tokenizer().encode(STORY.read_text(encoding="utf-8")))
     windows = ids[: (len(ids) - 1) // TINY.context_length * TINY.context_length + 1]
     inputs = windows[:-1].view(-1, TINY.context_length)
@@ -78,7 +80,7 @@ def llama_greedy(llm, prompt: list[int], n: int) -> tuple[list[int], np.ndarray]
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.verify_gguf", description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", metavar="SPEC", help="a model to export instead of the tiny trained one")
-    parser.add_argument("--steps", type=int, default=60, help="training steps of the tiny model (default 60)")
+    parser.add_argument("--steps", type=int, default=60, help="training steps of the tiny model (default 60; 0: random weights)")
     parser.add_argument("--tokens", type=int, default=64, help="greedy tokens to compare (default 64)")
     parser.add_argument("--threads", type=int, default=2, help="llama.cpp threads (default 2)")
     args = parser.parse_args(argv)
