@@ -34,6 +34,8 @@ from engine.weights.gpt2 import (
     local_gpt2_files,
     resolve_gpt2_files,
 )
+from engine.weights.llmc import load_llmc
+from engine.weights.nanogpt import is_nanogpt_checkpoint, load_nanogpt
 from engine.weights.tensor_files import safetensors_names
 
 FRESH_PREFIX = "fresh:"  # "fresh:gpt-nano": the preset, never a file that happens to be called like it
@@ -110,6 +112,28 @@ class HfLayout:
         return _gpt2(local_gpt2_files(spec.path), device)
 
 
+class NanoGptCheckpoint:
+    """nanoGPT's ckpt.pt: its model_args and state dict (padded vocabulary cropped to GPT-2's)."""
+
+    def recognises(self, spec: ModelSpec) -> bool:
+        return spec.path.suffix in (".pt", ".pth") and spec.path.is_file() and is_nanogpt_checkpoint(spec.path)
+
+    def load(self, spec: ModelSpec, device: str | torch.device) -> ResolvedModel:
+        model, description = load_nanogpt(spec.path, device)
+        return ResolvedModel(model, description, path=spec.path)
+
+
+class LlmcModel:
+    """llm.c's model file (gpt2_124M.bin, gpt2_124M_bf16.bin): a 256-int header, then the parameters."""
+
+    def recognises(self, spec: ModelSpec) -> bool:
+        return spec.path.suffix == ".bin" and spec.path.is_file()
+
+    def load(self, spec: ModelSpec, device: str | torch.device) -> ResolvedModel:
+        model, description = load_llmc(spec.path, device)
+        return ResolvedModel(model, description, path=spec.path)
+
+
 class BookFile:
     """A state_dict of the book's GPTModel: .pth/.pt, or .safetensors with the book's names."""
 
@@ -130,7 +154,7 @@ class UnreadableFile:
 
     def load(self, spec: ModelSpec, device: str | torch.device) -> ResolvedModel:
         raise CheckpointError(f"{spec.path}: cannot load a {spec.path.suffix or 'suffix-less'} file; "
-                              "use .safetensors, .pth or .pt, or a folder")
+                              "use .safetensors, .pth, .pt or llm.c's .bin, or a folder")
 
 
 class Gpt2Name:
@@ -156,7 +180,8 @@ class FreshPreset:
 
 
 SOURCES: tuple[Source, ...] = (
-    RunCheckpoint(), TuiGptCheckpoint(), HfLayout(), BookFile(), UnreadableFile(), Gpt2Name(), FreshPreset(),
+    RunCheckpoint(), TuiGptCheckpoint(), HfLayout(), NanoGptCheckpoint(), LlmcModel(), BookFile(), UnreadableFile(),
+    Gpt2Name(), FreshPreset(),
 )
 
 

@@ -137,10 +137,10 @@ async def test_errors_are_one_line_notifications(data_dir, tmp_path, monkeypatch
         # Different vocabularies.
         pane.choice = ModelChoice("fresh", "gpt-nano")
         await score(pilot, pane)
-        import engine.weights.pretrained as pretrained
+        import engine.weights.resolver as resolver
         from engine.model.gpt import GPTModel
 
-        monkeypatch.setattr(pretrained, "load_any_model", lambda spec, device="cpu": (
+        monkeypatch.setattr(resolver, "resolve_model", lambda spec, device="cpu": resolver.ResolvedModel(
             GPTModel(GPTConfig(vocab_size=100, context_length=32, emb_dim=32, n_heads=2, n_layers=1)), "odd"))
         pane.compare_label = "odd"
         pane._start("compare", pane._compare, ModelChoice("fresh", "gpt-micro"), pane.loaded, pane.score.ids)

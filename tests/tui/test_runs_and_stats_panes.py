@@ -147,3 +147,17 @@ async def test_the_app_reads_what_a_metrics_file_gained_once_and_every_pane_sees
         await pilot.press("f3")
         await wait_for(pilot, lambda: "7.250" in shown_text(app.query_one("#stats-latest")), what="the stats")
         assert len(opened) == 2 and {path.parent.name for path in opened} == {"alpha"}
+
+
+async def test_e_exports_the_selected_run_as_a_hugging_face_folder(data_dir):
+    make_run(data_dir, "alpha")
+    app = TuiGptApp(data_dir)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await open_runs_pane(pilot, app, 1)
+        await pilot.press("e")
+        out = data_dir / "exports" / "alpha-step-30"
+        await wait_for(pilot, lambda: any(str(out) in n.message for n in app._notifications), what="the export")
+        assert (out / "config.json").is_file() and (out / "model.safetensors").is_file()
+        assert "alpha" in (out / "README.md").read_text()
+        await pilot.press("e")  # again: the same checkpoint is not written twice
+        await wait_for(pilot, lambda: any(n.message.startswith("Already exported") for n in app._notifications))

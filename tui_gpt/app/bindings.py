@@ -80,6 +80,8 @@ RUNS_PANE = [
     Binding("l", "prompt", "Prompt", id="runs.prompt", tooltip="Load the run's best checkpoint for prompting"),
     Binding("r", "resume", "Resume", id="runs.resume", tooltip="Resume the run in the train pane"),
     Binding("d,delete", "delete", "Delete", id="runs.delete", tooltip="Delete the run (asks first)"),
+    Binding("e", "export", "Export", id="runs.export",
+            tooltip="Export the run's best checkpoint as a Hugging Face folder under the data dir's exports/"),
 ]
 
 INSPECT_PANE = [

@@ -34,7 +34,7 @@ data dir: --data-dir, else $TUI_GPT_DATA_DIR, else the user data dir for tui-gpt
 """
 
 def build_parser() -> argparse.ArgumentParser:
-    from tui_gpt.cli import commands, insight_commands  # here, not at the top: commands imports this module
+    from tui_gpt.cli import commands, export, insight_commands  # here, not at the top: commands imports this module
 
     common = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
     # SUPPRESS: a --data-dir given before the subcommand is not reset by the subcommand's default.
@@ -100,6 +100,7 @@ def build_parser() -> argparse.ArgumentParser:
     generate.add_argument("--seed", metavar="N", type=int, help="seed for sampling and for a fresh preset's weights")
     generate.add_argument("--device", metavar="{auto,cpu,cuda,mps}", default="auto", help="default auto")
     insight_commands.add_parsers(subparsers, common)  # score, lens, attention, compare
+    export.add_parser(subparsers, common)
     return parser
 
 

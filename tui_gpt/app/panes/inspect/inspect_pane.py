@@ -204,7 +204,7 @@ class InspectPane(Vertical):
         loaded = self.loaded
         if loaded is not None and loaded.choice == choice:
             return loaded
-        return load_choice(choice, self.session.store.runs_dir, self.session.device)
+        return load_choice(choice, self.session.store, self.session.device)
 
     def _score(self, choice: ModelChoice, text: str):
         from engine.insight.scoring import score_text

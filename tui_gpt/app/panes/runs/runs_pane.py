@@ -1,7 +1,7 @@
 """The runs pane: every run with its state, best validation loss, steps and size.
 
 From here a run is opened in the stats pane, loaded for prompting, resumed
-in the train pane, or deleted after a confirmation.
+in the train pane, exported as a Hugging Face folder, or deleted after a confirmation.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from engine.runs.summary import RunSummary
     from tui_gpt.app.services.engine_session import EngineSession
 
+_RUN_ACTIONS = ("stats", "prompt", "resume", "delete", "export")
 _COLUMNS = (("Run", "name"), ("State", "state"), ("Steps", "steps"), ("Best val", "loss"), ("Val ppl", "ppl"),
             ("Size", "size"), ("Updated", "updated"))
 
@@ -84,7 +85,7 @@ class RunsPane(Vertical):
 
     def _refresh_keys(self) -> None:
         """Refresh the footer only when a key came or went: each refresh redraws it."""
-        keys = tuple(self.check_action(action, ()) for action in ("stats", "prompt", "resume", "delete"))
+        keys = tuple(self.check_action(action, ()) for action in _RUN_ACTIONS)
         if keys != self._keys:
             self._keys = keys
             self.refresh_bindings()
@@ -136,13 +137,40 @@ class RunsPane(Vertical):
             return
         self.post_message(RunDeleted(name))
 
+    def action_export(self) -> None:
+        summary = self._summaries[self.selected_run]
+        self._export(summary.name, best=summary.best_val_loss is not None)
+
+    @work(thread=True, exit_on_error=False, group="export-run")
+    def _export(self, name: str, best: bool) -> None:
+        from engine.runs.checkpoints import best_checkpoint, latest_checkpoint
+        from engine.weights.export import ExportRequest, load_run_for_export
+
+        try:
+            store = self.session.store
+            run = store.open(name)
+            info = (best_checkpoint if best else latest_checkpoint)(run.checkpoints_dir)
+            out = store.data_dir / "exports" / (f"{name}-step-{info.step}" if info else name)
+            if out.exists():
+                self.notify(f"Already exported: {out}", title="Export")
+                return
+            request = ExportRequest("hf", out)
+            request.check()
+            self.notify(f"Exporting run {name}…", title="Export")
+            model, card = load_run_for_export(run, best)
+            request.write(model, card)
+        except Exception as exc:  # no checkpoint, a full disk...
+            self.notify(f"Cannot export run {name}: {describe_error(exc)}", title="Export", severity="error")
+            return
+        self.notify(f"Exported run {name} to {out}", title="Export", timeout=10)
+
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         summary = self._summaries.get(self.selected_run or "")
-        if action not in ("stats", "prompt", "resume", "delete"):
+        if action not in _RUN_ACTIONS:
             return True
         if summary is None:
             return None  # shown, but dimmed: there is no run to act on
-        if action == "prompt":
+        if action in ("prompt", "export"):
             return summary.steps > 0 or None
         if action in ("resume", "delete"):
             return summary.state != "running" or None
