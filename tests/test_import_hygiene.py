@@ -70,4 +70,4 @@ def test_the_app_draws_its_first_frame_without_torch(tmp_path):
     result = run_python(f"HEAVY = {HEAVY!r}\n{FIRST_FRAME}", str(tmp_path))
     assert result.returncode == 0, result.stderr
     probe = json.loads(result.stdout.strip().splitlines()[-1])
-    assert probe == {"panes": ["prompt", "train", "stats", "runs"], "loaded": []}
+    assert probe == {"panes": ["prompt", "train", "stats", "runs", "inspect"], "loaded": []}
