@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from engine.runs.events import LossSpike, UpdateRatios, read_events
+from engine.runs.events import LossSpike, MetricsReader, UpdateRatios
 from engine.runs.store import RunStore
 from engine.training.settings import TrainConfig
 from engine.training.trainer import train_run
@@ -23,7 +23,7 @@ def config(tmp_path, verdict_text) -> TrainConfig:
 
 def test_update_ratios_are_recorded_at_each_evaluation(config, data_dir):
     train_run(config, run_name="health", data_dir=data_dir)
-    events = read_events(RunStore(data_dir).open("health").metrics_path)
+    events = MetricsReader(RunStore(data_dir).open("health").metrics_path).read_new()
     updates = [e for e in events if isinstance(e, UpdateRatios)]
     assert [e.step for e in updates] == [0, 2, 4]
     ratios = updates[-1].ratios
@@ -43,7 +43,7 @@ def test_a_non_finite_loss_is_reported_as_a_loss_spike_before_the_run_fails(conf
 
     monkeypatch.setattr(loop, "calc_loss_batch", poisoned)
     assert train_run(config.with_overrides(eval_freq=100), run_name="nan", data_dir=data_dir).state == "failed"
-    spikes = [e for e in read_events(RunStore(data_dir).open("nan").metrics_path) if isinstance(e, LossSpike)]
+    spikes = [e for e in MetricsReader(RunStore(data_dir).open("nan").metrics_path).read_new() if isinstance(e, LossSpike)]
     assert [(e.step, e.reason, e.loss) for e in spikes] == [(2, "non-finite", None)]
 
 

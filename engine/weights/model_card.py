@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from engine.model.config import GPTConfig
-from engine.runs.events import EvalDone, RunStarted, StepDone, read_events
+from engine.runs.events import EvalDone, MetricsReader, RunStarted, StepDone
 from engine.runs.store import Run
 from engine.runs.summary import describe_model
 
@@ -107,7 +107,7 @@ def card_for_run(run: Run, config: GPTConfig, steps: int, checkpoint: str) -> Mo
     last: EvalDone | None = None
     started: RunStarted | None = None
     tokens_seen = None
-    for event in read_events(run.metrics_path):
+    for event in MetricsReader(run.metrics_path).read_new():
         # A resumed run may repeat steps after its last checkpoint: the latest record of a step wins.
         if isinstance(event, EvalDone) and event.step < steps and (last is None or event.step >= last.step):
             last = event  # EvalDone and StepDone count steps from 0
