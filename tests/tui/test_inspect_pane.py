@@ -30,7 +30,9 @@ async def score(pilot, pane: InspectPane, text: str = TEXT) -> None:
     pane.text_input.focus()
     pane.text_input.load_text(text)
     await pilot.press("ctrl+s")
-    await wait_for(pilot, lambda: pane.score is not None and not pane.busy, what="the score")
+    # Scoring ends by moving the focus to the tokens: wait for that too, not only for the score.
+    await wait_for(pilot, lambda: pane.score is not None and not pane.busy and pilot.app.focused is pane.tokens_view,
+                   what="the score")
 
 
 def side_text(pilot) -> str:
