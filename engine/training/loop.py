@@ -55,12 +55,12 @@ class NonFiniteLoss(RuntimeError):
     """A loss or gradient was NaN or infinite; the optimizer step was not taken."""
 
 
-def evaluate_model(model, train_loader, val_loader, device, eval_iter, autocast_dtype=None):
+def evaluate_model(model, train_loader, val_loader, device, eval_iter, autocast_dtype=None, loss_batch=calc_loss_batch):
     """The book's evaluation: `eval_iter` batches of each loader, in eval mode, without gradients."""
     model.eval()
     with torch.no_grad(), autocast(device, autocast_dtype):
-        train_loss = calc_loss_loader(train_loader, model, device, num_batches=eval_iter)
-        val_loss = calc_loss_loader(val_loader, model, device, num_batches=eval_iter)
+        train_loss = calc_loss_loader(train_loader, model, device, num_batches=eval_iter, loss_batch=loss_batch)
+        val_loss = calc_loss_loader(val_loader, model, device, num_batches=eval_iter, loss_batch=loss_batch)
     model.train()
     return train_loss, val_loss
 
@@ -81,7 +81,8 @@ class TrainingLoop:
 
     `epoch_batches(epoch, skip)` gives the epoch's (input, target) batches after
     the first `skip`; `on_checkpoint(reason)` is called at each point where the
-    state is worth saving ("periodic", "stopped", "finished").
+    state is worth saving ("periodic", "stopped", "finished"). `loss_batch` is the
+    book's `calc_loss_batch` or a function computing the same value faster.
     """
 
     def __init__(self, model, optimizer, device, settings: LoopSettings, tokenizer,
@@ -89,7 +90,7 @@ class TrainingLoop:
                  emit: Callable[[Event], None], should_stop: Callable[[], bool] = lambda: False,
                  on_checkpoint: Callable[[str], None] | None = None, position: LoopPosition | None = None,
                  raw_model=None, checkpoint_every: int | None = None, checkpoint_minutes: float | None = None,
-                 world_size: int = 1,
+                 world_size: int = 1, loss_batch: Callable = calc_loss_batch,
                  agree: Callable[[bool], bool] = bool, average: Callable[[float], float] = float):
         self.model = model  # computes the training loss: a DistributedDataParallel wrapper or the model itself
         self.raw_model = raw_model or model  # evaluates and samples
@@ -112,6 +113,7 @@ class TrainingLoop:
         self.average = average  # across ranks: mean of an evaluation loss
         self.params = [p for p in model.parameters() if p.requires_grad]
         self._sampled_step: int | None = None
+        self.loss_batch = loss_batch
 
     def on_checkpoint(self, reason: str) -> None:
         self._save(reason)
@@ -139,7 +141,7 @@ class TrainingLoop:
         for input_batch, target_batch in self.epoch_batches(pos.epoch, pos.batches_done):
             pos.batches_done += 1
             with autocast(self.device, s.autocast_dtype):
-                loss = calc_loss_batch(input_batch, target_batch, self.model, self.device)
+                loss = self.loss_batch(input_batch, target_batch, self.model, self.device)
             (loss / s.grad_accum_steps if s.grad_accum_steps > 1 else loss).backward()
             accumulated += 1
             step_tokens += input_batch.numel()
@@ -207,7 +209,8 @@ class TrainingLoop:
 
     def _evaluate(self, step: int) -> None:
         train_loss, val_loss = evaluate_model(
-            self.raw_model, self.train_eval_loader, self.val_loader, self.device, self.s.eval_iter, self.s.autocast_dtype
+            self.raw_model, self.train_eval_loader, self.val_loader, self.device, self.s.eval_iter, self.s.autocast_dtype,
+            self.loss_batch,
         )
         train_loss, val_loss = self.average(train_loss), self.average(val_loss)
         self.pos.last_val_loss = val_loss

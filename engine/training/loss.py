@@ -16,8 +16,13 @@ def calc_loss_batch(input_batch: torch.Tensor, target_batch: torch.Tensor, model
     return F.cross_entropy(logits.flatten(0, 1), target_batch.flatten())
 
 
-def calc_loss_loader(data_loader: DataLoader, model: torch.nn.Module, device, num_batches: int | None = None) -> float:
-    """Mean batch loss over the first num_batches batches (all by default); nan for an empty loader."""
+def calc_loss_loader(data_loader: DataLoader, model: torch.nn.Module, device, num_batches: int | None = None, *,
+                     loss_batch=calc_loss_batch) -> float:
+    """Mean batch loss over the first num_batches batches (all by default); nan for an empty loader.
+
+    `loss_batch` computes one batch's loss: the book's `calc_loss_batch`, or a function that
+    computes the same value faster (engine.fast.chunked_loss).
+    """
     if len(data_loader) == 0:
         return float("nan")
     num_batches = len(data_loader) if num_batches is None else min(num_batches, len(data_loader))
@@ -29,7 +34,7 @@ def calc_loss_loader(data_loader: DataLoader, model: torch.nn.Module, device, nu
     for i, (input_batch, target_batch) in enumerate(data_loader):
         if i >= num_batches:
             break
-        total_loss += calc_loss_batch(input_batch, target_batch, model, device).item()
+        total_loss += loss_batch(input_batch, target_batch, model, device).item()
     return total_loss / num_batches
 
 

@@ -25,6 +25,7 @@ from engine.model.config import GPTConfig, get_preset
 from engine.data.corpus import load_corpus, require_tokens
 from engine.data.windows import TokenWindowDataset
 from engine.training.device import autocast_dtype
+from engine.fast.chunked_loss import chunked_loss_batch
 from engine.errors import ConfigError, RunError, TuiGptError
 from engine.runs.events import CheckpointSaved, EvalDone, Event, MetricsWriter, RunEnded, RunStarted, SampleGenerated
 from engine.model.gpt import GPTModel
@@ -308,7 +309,8 @@ def _train_locked(config, ctx, device, run, model, optimizer, resumed: _ResumeSt
     loop = TrainingLoop(
         train_model, optimizer, device, settings, get_tokenizer(), epoch_batches, train_eval_loader, val_loader,
         emit=emit, should_stop=should_stop, on_checkpoint=on_checkpoint, position=position, raw_model=model,
-        checkpoint_every=config.checkpoint_every, checkpoint_minutes=config.checkpoint_minutes, world_size=ctx.world_size, agree=ctx.any, average=ctx.mean,
+        checkpoint_every=config.checkpoint_every, checkpoint_minutes=config.checkpoint_minutes, world_size=ctx.world_size,
+        loss_batch=chunked_loss_batch, agree=ctx.any, average=ctx.mean,
     )
     if resumed:
         # Last, after everything that draws random numbers while setting up.
