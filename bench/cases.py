@@ -60,7 +60,7 @@ def train_case(settings: Settings, cfg: GPTConfig, batch: int, title: str, with_
     device = settings.device
     model = _model(cfg, device)
     tokens = _random_tokens(cfg, cfg.context_length + 1, device, batch)
-    amp = autocast_dtype(device, "auto")
+    amp = autocast_dtype(device, "auto" if settings.on_gpu else "fp32")  # the CPU's bf16: its own case
     contenders = training_contenders(model, (tokens[:, :-1], tokens[:, 1:]), device, amp,
                                      ("engine",) + settings.peers, compile_model=settings.compile)
     flops_per_step = training_flops_per_token(model, cfg.context_length) * batch * cfg.context_length

@@ -70,26 +70,44 @@ class _HeadCrossEntropy(torch.autograd.Function):
 def _loss_and_grads(hidden, weight, targets, rows, want_grads):
     kept = targets != IGNORE_INDEX
     count = kept.sum()
+    # The products in the autocast dtype, as nn.Linear under autocast; cast once here rather
+    # than by autocast at every slice (its cast cache is off while a Function runs).
+    dtype = _autocast_dtype(hidden.device.type) or hidden.dtype
+    h_all, w = hidden.to(dtype), weight.to(dtype)
     total = torch.zeros((), dtype=torch.float32, device=hidden.device)
     grad_hidden = torch.empty_like(hidden) if want_grads else None
     grad_weight = torch.zeros(weight.shape, dtype=torch.float32, device=weight.device) if want_grads else None
-    for start in range(0, hidden.shape[0], rows):
-        h, t, k = hidden[start : start + rows], targets[start : start + rows], kept[start : start + rows]
-        logits = (h @ weight.t()).float()  # in the autocast dtype under autocast, as nn.Linear
-        log_norm = torch.logsumexp(logits, dim=-1)
-        safe_t = t.masked_fill(~k, 0).unsqueeze(1)
-        nll = log_norm - logits.gather(1, safe_t).squeeze(1)
-        total += nll.masked_fill(~k, 0).sum()
-        if want_grads:
-            # d loss / d logits = (softmax - one_hot) / count, formed in the logits' own memory.
-            grad_logits = logits.sub_(log_norm.unsqueeze(1)).exp_()
-            grad_logits.scatter_add_(1, safe_t, torch.full_like(safe_t, -1, dtype=grad_logits.dtype))
-            grad_logits.mul_((k / count).unsqueeze(1))
-            grad_hidden[start : start + rows] = grad_logits @ weight
-            grad_weight += grad_logits.t() @ h
-            del grad_logits
-        del logits
+    with torch.autocast(hidden.device.type, enabled=False):
+        for start in range(0, hidden.shape[0], rows):
+            h, t, k = h_all[start : start + rows], targets[start : start + rows], kept[start : start + rows]
+            logits = (h @ w.t()).float()
+            safe_t = t.masked_fill(~k, 0).unsqueeze(1)
+            target_logit = logits.gather(1, safe_t).squeeze(1)
+            # A softmax in the logits' own memory: one pass for the exponentials, shared by
+            # the loss (through their sum) and the gradient.
+            peak = logits.amax(dim=1, keepdim=True)
+            probs = logits.sub_(peak).exp_()
+            norm = probs.sum(dim=1, keepdim=True)
+            nll = (peak + norm.log()).squeeze(1) - target_logit
+            total += nll.masked_fill(~k, 0).sum()
+            if want_grads:
+                # d loss / d logits = (softmax - one_hot) / count, over the kept targets.
+                weight_per_row = (k / count).unsqueeze(1)
+                grad_logits = probs.mul_(weight_per_row / norm)
+                grad_logits.scatter_add_(1, safe_t, -weight_per_row.to(grad_logits.dtype))
+                grad_logits = grad_logits.to(dtype)
+                grad_hidden[start : start + rows] = grad_logits @ w
+                if dtype == torch.float32:
+                    grad_weight.addmm_(grad_logits.t(), h)  # in place: no weight-sized temporary
+                else:
+                    grad_weight += grad_logits.t() @ h
+                del grad_logits
+            del logits, probs
     loss = total / count
     if want_grads:
         grad_weight = grad_weight.to(weight.dtype)
     return loss, grad_hidden, grad_weight
+
+
+def _autocast_dtype(device_type: str) -> torch.dtype | None:
+    return torch.get_autocast_dtype(device_type) if torch.is_autocast_enabled(device_type) else None

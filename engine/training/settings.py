@@ -40,7 +40,7 @@ class TrainConfig:
     sample_at_eval: bool = True  # a sample at every evaluation too, not only at each epoch's end
     seed: int = 123
     device: str = "auto"
-    precision: str = "auto"  # bf16 autocast where the GPU supports it
+    precision: str = "auto"  # bf16 autocast where the GPU or the CPU runs bf16 natively
     # Checkpoints are saved on stop and at the finish, and also every
     # `checkpoint_every` steps and every `checkpoint_minutes` of training.
     checkpoint_every: int | None = None
@@ -115,6 +115,7 @@ RECIPES: dict[str, TrainConfig] = {
         sample_tokens=50,
         sample_at_eval=False,  # the book samples once per epoch
         seed=123,
+        precision="fp32",  # the book's numbers, on every machine
     ),
 }
 

@@ -69,7 +69,7 @@ _TRAIN_OPTIONS: dict[str, tuple[tuple[str, str, type, str, str], ...]] = {
         ("--checkpoint-minutes", "checkpoint_minutes", float, "M", "also save every M minutes of training (default 10)"),
         ("--keep-last", "keep_last", int, "N", "keep the N most recent checkpoints (and always the best one)"),
         ("--device", "device", str, "{auto,cpu,cuda,mps}", "where to train (also cuda:N)"),
-        ("--precision", "precision", str, "{auto,fp32,bf16}", "bf16 autocast on GPUs that support it (auto)"),
+        ("--precision", "precision", str, "{auto,fp32,bf16}", "auto: bf16 autocast on GPUs and CPUs that run bf16 natively, else fp32"),
     ),
 }
 TRAIN_FIELDS = tuple(field for options in _TRAIN_OPTIONS.values() for _, field, *_ in options)
