@@ -41,6 +41,7 @@ class TrainConfig:
     seed: int = 123
     device: str = "auto"
     precision: str = "auto"  # bf16 autocast where the GPU or the CPU runs bf16 natively
+    compile: bool = False  # torch.compile the model for training steps (engine.fast.compiled)
     # Checkpoints are saved on stop and at the finish, and also every
     # `checkpoint_every` steps and every `checkpoint_minutes` of training.
     checkpoint_every: int | None = None
@@ -73,6 +74,8 @@ class TrainConfig:
             raise ConfigError(f"training field 'train_ratio' must be between 0 and 1, got {self.train_ratio!r}")
         if self.device not in DEVICES and not self.device.startswith("cuda:"):
             raise ConfigError(f"training field 'device' must be one of {', '.join(DEVICES)} or cuda:N, got {self.device!r}")
+        if not isinstance(self.compile, bool):
+            raise ConfigError(f"training field 'compile' must be true or false, got {self.compile!r}")
         if self.precision not in PRECISIONS:
             raise ConfigError(f"training field 'precision' must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
 

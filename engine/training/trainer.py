@@ -26,8 +26,10 @@ from engine.data.corpus import load_corpus, require_tokens
 from engine.data.windows import TokenWindowDataset
 from engine.training.device import autocast_dtype
 from engine.fast.chunked_loss import chunked_loss_batch
+from engine.fast.compiled import compile_for_training
 from engine.errors import ConfigError, RunError, TuiGptError
-from engine.runs.events import CheckpointSaved, EvalDone, Event, MetricsWriter, RunEnded, RunStarted, SampleGenerated
+from engine.runs.events import (CheckpointSaved, EvalDone, Event, MetricsWriter, RunEnded, RunStarted, SampleGenerated,
+                                StepDone)
 from engine.model.gpt import GPTModel
 from engine.runs.store import RunStore
 from engine.data.token_cache import load_token_splits
@@ -248,18 +250,26 @@ def _train_locked(config, ctx, device, run, model, optimizer, resumed: _ResumeSt
     writer = MetricsWriter(run.metrics_path) if ctx.is_main else None
     run_log = _RunLog(run.log_path if ctx.is_main else None)
 
+    train_model = compile_for_training(model, device, say) if config.compile else model
+    compiling = train_model is not model
+
     def emit(event: Event) -> None:
+        nonlocal compiling
+        if compiling and isinstance(event, StepDone):
+            compiling = False
+            line = f"torch.compile: the first step took {event.step_time:.1f} s, compiling included"
+            say(line)
+            run_log(line)
         if writer:
             writer.write(event)
             _log_event(run_log, event)
         if on_event and ctx.is_main:
             on_event(event)
 
-    train_model = model
     if ctx.enabled:
         from torch.nn.parallel import DistributedDataParallel
 
-        train_model = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+        train_model = DistributedDataParallel(train_model, device_ids=[device.index] if device.type == "cuda" else None)
 
     sampler = EpochOrder(len(train_set), ctx, config.seed)
     train_loader = DataLoader(train_set, batch_size=config.batch_size, sampler=sampler, drop_last=True)

@@ -72,7 +72,13 @@ _TRAIN_OPTIONS: dict[str, tuple[tuple[str, str, type, str, str], ...]] = {
         ("--precision", "precision", str, "{auto,fp32,bf16}", "auto: bf16 autocast on GPUs and CPUs that run bf16 natively, else fp32"),
     ),
 }
-TRAIN_FIELDS = tuple(field for options in _TRAIN_OPTIONS.values() for _, field, *_ in options)
+# Switches (no value) for TrainConfig's boolean fields: (flag, field, help), in the last group above.
+_TRAIN_SWITCHES = (
+    ("--compile", "compile", "torch.compile the model for training (needs a C++ compiler on a CPU); "
+                             "the first step includes the compile time"),
+)
+TRAIN_FIELDS = tuple(field for options in _TRAIN_OPTIONS.values() for _, field, *_ in options) + tuple(
+    field for _, field, _ in _TRAIN_SWITCHES)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -109,6 +115,9 @@ def build_parser() -> argparse.ArgumentParser:
         group = train.add_argument_group(title)
         for flag, field, kind, metavar, help_text in options:
             group.add_argument(flag, dest=field, type=kind, metavar=metavar, help=help_text, default=argparse.SUPPRESS)
+        if title == "checkpoints and hardware":
+            for flag, field, help_text in _TRAIN_SWITCHES:
+                group.add_argument(flag, dest=field, action="store_true", help=help_text, default=argparse.SUPPRESS)
         if title == "what to train":
             group.add_argument("--context-length", metavar="N", type=int,
                                help="the model's context length (replaces the preset's)")
