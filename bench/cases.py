@@ -17,9 +17,10 @@ from engine.model.config import PRESETS, GPTConfig
 from engine.training.device import autocast_dtype
 from engine.model.gpt import GPTModel
 from engine.model.tokenizer import get_tokenizer
+from engine.training.mfu import gpu_peak_flops
 
 from .decoding import decoding_contenders, top1_agreement, weight_bytes_per_token
-from .machine import Workload, gpu_peak_flops, matmul_workload, memory_read_workload
+from .machine import Workload, matmul_workload, memory_read_workload
 from .report import CaseResult, Check, Row, Target
 from .timing import Samples, time_alternating
 from .training import training_contenders, training_flops_per_token

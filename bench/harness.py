@@ -8,9 +8,10 @@ from typing import Callable
 
 
 from engine.model.config import PRESETS, GPTConfig
+from engine.training.mfu import gpu_peak_flops
 
 from .cases import Settings, decode_case, first_token_case, train_case
-from .machine import LoadMonitor, describe_machine, gpu_peak_flops
+from .machine import LoadMonitor, describe_machine
 from .report import CaseResult
 from .tui import first_frame_case, tui_stream_case
 

@@ -12,7 +12,7 @@ import copy
 import pytest
 import torch
 
-import engine.fast.compiled as compiled
+from engine.fast import compiled
 from engine.fast.chunked_loss import chunked_loss_batch
 from engine.model.gpt import GPTModel
 from engine.training.settings import TrainConfig

@@ -19,6 +19,7 @@ from engine.training.device import autocast
 from engine.runs.events import EvalDone, Event, SampleGenerated, StepDone
 from engine.model.generation import generate_text_simple
 from engine.training.loss import calc_loss_batch, calc_loss_loader, perplexity
+from engine.training.mfu import mfu
 from engine.training.schedule import learning_rate
 from engine.model.tokenizer import text_to_token_ids, token_ids_to_text
 
@@ -38,6 +39,8 @@ class LoopSettings:
     sample_tokens: int = 50
     sample_at_eval: bool = True  # beyond the book, which samples once per epoch
     autocast_dtype: torch.dtype | None = None
+    flops_per_token: float | None = None  # training FLOPs per token, for MFU (engine.training.mfu)
+    peak_flops: float | None = None  # one device's peak FLOP/s in this precision; None: no MFU
 
 
 @dataclass
@@ -200,10 +203,11 @@ class TrainingLoop:
         step_time = time.perf_counter() - step_start
         tokens = step_tokens * self.world_size
         pos.tokens_seen += tokens
+        tokens_per_sec = tokens / step_time if step_time > 0 else 0.0
         self.emit(StepDone(
             step=pos.step, epoch=pos.epoch, tokens_seen=pos.tokens_seen, loss=loss_value, lr=lr,
-            tokens_per_sec=tokens / step_time if step_time > 0 else 0.0, step_time=step_time,
-            grad_norm=grad_norm_value,
+            tokens_per_sec=tokens_per_sec, step_time=step_time, grad_norm=grad_norm_value,
+            mfu=mfu(tokens_per_sec, s.flops_per_token, s.peak_flops, self.world_size) if s.flops_per_token else None,
         ))
         pos.step += 1
 

@@ -25,6 +25,7 @@ from engine.model.config import GPTConfig, get_preset
 from engine.data.corpus import load_corpus, require_tokens
 from engine.data.windows import TokenWindowDataset
 from engine.training.device import autocast_dtype
+from engine.training.mfu import peak_flops, training_flops_per_token
 from engine.fast.chunked_loss import chunked_loss_batch
 from engine.fast.compiled import compile_for_training
 from engine.errors import ConfigError, RunError, TuiGptError
@@ -207,8 +208,10 @@ def _train(config, ctx, device, run_name, data_dir, resume, on_event, should_sto
                 })
                 held.enter_context(run.lock())
             run = store.open(ctx.broadcast_text(run.name if ctx.is_main else ""))
+        # Only the first rank reports MFU; on a CPU its peak is measured once per machine (cached).
+        peak = peak_flops(device, autocast_dtype(device, config.precision), store.cache_dir) if ctx.is_main else None
         return _train_locked(config, ctx, device, run, model, optimizer, resumed, data, epochs, total_steps,
-                             corpus.fingerprint, on_event, should_stop, say)
+                             corpus.fingerprint, on_event, should_stop, say, peak)
 
 
 @dataclass
@@ -243,7 +246,7 @@ def _load_resume_state(run, model, optimizer, fingerprint: str, say) -> _ResumeS
 
 
 def _train_locked(config, ctx, device, run, model, optimizer, resumed: _ResumeState | None, data: _RunData,
-                  epochs, total_steps, fingerprint, on_event, should_stop, say) -> RunOutcome:
+                  epochs, total_steps, fingerprint, on_event, should_stop, say, peak: float | None) -> RunOutcome:
     train_set, val_set = data.train, data.val
     position = resumed.position if resumed else LoopPosition()
     resume_order = resumed.order if resumed else None
@@ -315,6 +318,7 @@ def _train_locked(config, ctx, device, run, model, optimizer, resumed: _ResumeSt
         grad_clip=config.grad_clip, start_context=config.start_context, sample_tokens=config.sample_tokens,
         sample_at_eval=config.sample_at_eval,
         autocast_dtype=autocast_dtype(device, config.precision),
+        flops_per_token=training_flops_per_token(model, model.cfg.context_length), peak_flops=peak,
     )
     loop = TrainingLoop(
         train_model, optimizer, device, settings, get_tokenizer(), epoch_batches, train_eval_loader, val_loader,

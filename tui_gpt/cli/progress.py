@@ -17,7 +17,7 @@ from engine.runs.events import CheckpointSaved, EvalDone, Event, RunEnded, RunSt
 
 _CLEAR_LINE = "\r\x1b[K"
 _BAR_WIDTH = 20
-_LEAST_TELLING_FIRST = ("bar", "epoch", "speed", "val")
+_LEAST_TELLING_FIRST = ("mfu", "bar", "epoch", "speed", "val")
 
 
 def format_duration(seconds: float) -> str:
@@ -144,6 +144,8 @@ class TrainingProgress:
         if not live:
             fields["lr"] = f"lr {step.lr:.2e}"
         fields["speed"] = f"{step.tokens_per_sec:,.0f} tok/s"
+        if step.mfu is not None:
+            fields["mfu"] = f"MFU {step.mfu:.0%}"
         eta = self._eta_seconds()
         if eta is not None:
             fields["eta"] = f"ETA {format_duration(eta)}"
