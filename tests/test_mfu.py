@@ -78,3 +78,12 @@ def test_progress_line_shows_mfu():
     progress.on_event(StepDone(step=0, epoch=0, tokens_seen=8, loss=1.0, lr=1e-3, tokens_per_sec=8.0,
                                step_time=1.0, mfu=0.421))
     assert "MFU 42%" in out.getvalue()
+
+
+def test_on_a_gpu_the_peak_is_the_data_sheet_one_for_the_precision(monkeypatch):
+    """The CUDA branch, run on any machine: the GPU's name is stood in for."""
+    from engine.training.mfu import peak_flops
+
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda device=None: "NVIDIA H200")
+    assert peak_flops(torch.device("cuda"), torch.bfloat16) == 989e12
+    assert peak_flops(torch.device("cuda"), None) == 67e12

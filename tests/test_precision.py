@@ -62,3 +62,17 @@ def test_bf16_training_follows_fp32_on_a_tiny_model(tiny_config):
     assert losses["fp32"][-1] < losses["fp32"][0] - 1.0  # it learned something worth comparing
     for fp32, bf16 in zip(losses["fp32"], losses["bf16"]):
         assert bf16 == pytest.approx(fp32, abs=0.05)
+
+
+def test_on_a_gpu_bf16_follows_what_the_gpu_supports(monkeypatch):
+    """The CUDA branch, run on any machine: the GPU's answer is stood in for."""
+    from engine.errors import ConfigError
+
+    cuda = torch.device("cuda")
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *args, **kwargs: True)
+    assert autocast_dtype(cuda, "auto") is torch.bfloat16
+    assert autocast_dtype(cuda, "fp32") is None
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *args, **kwargs: False)
+    assert autocast_dtype(cuda, "auto") is None
+    with pytest.raises(ConfigError, match="does not support bf16"):
+        autocast_dtype(cuda, "bf16")
