@@ -60,7 +60,8 @@ def settings_from(args: argparse.Namespace, argv: Sequence[str]) -> Settings:
     if args.smoke:
         s = dataclasses.replace(s, repeats=1, decode_repeats=1, warmup=0, large=SMOKE_LARGE, small=SMOKE_SMALL,
                                 train_context=SMOKE_LARGE.context_length, train_batch=2, small_train_batch=2,
-                                decode_tokens=8, long_prompt_tokens=48, tui_preset="gpt-nano")
+                                decode_tokens=8, long_prompt_tokens=48, tui_preset="gpt-nano",
+                                memory_steps=2)
     if args.repeats:
         s = dataclasses.replace(s, repeats=args.repeats, decode_repeats=args.repeats)
     if args.decode_tokens:

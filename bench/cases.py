@@ -17,9 +17,11 @@ from engine.model.config import PRESETS, GPTConfig
 from engine.training.device import autocast_dtype
 from engine.model.gpt import GPTModel
 from engine.model.tokenizer import get_tokenizer
+from engine.training.mfu import gpu_peak_flops
 
 from .decoding import decoding_contenders, top1_agreement, weight_bytes_per_token
-from .machine import Workload, gpu_peak_flops, matmul_workload, memory_read_workload
+from .machine import Workload, matmul_workload, memory_read_workload
+from .precision import bf16_case
 from .report import CaseResult, Check, Row, Target
 from .timing import Samples, time_alternating
 from .training import training_contenders, training_flops_per_token
@@ -44,6 +46,7 @@ class Settings:
     peers: tuple[str, ...] = ("textbook", "transformers")
     decode_variants: tuple[str, ...] = ("engine-fp32", "engine-bf16", "engine-int8")
     compile: bool = False  # torch.compile the engine's training model
+    memory_steps: int = 4  # training steps per fresh process in the memory cases
     tui_preset: str = "gpt2-small"
     score_tokens: int = 1000  # the text scored by the score-124m case
     command_line: str = ""  # the options the run was started with, for the report
@@ -61,7 +64,7 @@ def train_case(settings: Settings, cfg: GPTConfig, batch: int, title: str, with_
     device = settings.device
     model = _model(cfg, device)
     tokens = _random_tokens(cfg, cfg.context_length + 1, device, batch)
-    amp = autocast_dtype(device, "auto")
+    amp = autocast_dtype(device, "auto" if settings.on_gpu else "fp32")  # the CPU's bf16: its own case
     contenders = training_contenders(model, (tokens[:, :-1], tokens[:, 1:]), device, amp,
                                      ("engine",) + settings.peers, compile_model=settings.compile)
     flops_per_step = training_flops_per_token(model, cfg.context_length) * batch * cfg.context_length
@@ -97,6 +100,17 @@ def train_case(settings: Settings, cfg: GPTConfig, batch: int, title: str, with_
             _peer_targets(result, "engine", "step throughput", {"textbook": 1.3, "transformers": 1.0})
             result.targets.append(Target("engine FLOP/s ÷ matmul rate", engine_flops / matmul_rate, 0.75))
     return result
+
+
+def bf16_train_case(settings: Settings, cfg: GPTConfig, batch: int, title: str) -> CaseResult:
+    """The CPU's bf16 autocast step against fp32's (bench.precision); on a GPU the train cases run bf16."""
+    if settings.on_gpu:
+        result = CaseResult(title)
+        result.skipped = "a CPU case: on a GPU the training cases already run under bf16 autocast"
+        return result
+    tokens = _random_tokens(cfg, cfg.context_length + 1, settings.device, batch)
+    return bf16_case(_model(cfg, settings.device), (tokens[:, :-1], tokens[:, 1:]), settings.repeats,
+                     settings.warmup, title)
 
 
 def decode_case(settings: Settings, cfg: GPTConfig, title: str, with_targets: bool) -> CaseResult:

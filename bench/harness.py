@@ -8,11 +8,13 @@ from typing import Callable
 
 
 from engine.model.config import PRESETS, GPTConfig
+from engine.training.mfu import gpu_peak_flops
 
-from .cases import Settings, decode_case, first_token_case, train_case
-from .machine import LoadMonitor, describe_machine, gpu_peak_flops
+from .cases import Settings, bf16_train_case, decode_case, first_token_case, train_case
+from .machine import LoadMonitor, describe_machine
 from .report import CaseResult
 from .scoring import scoring_case
+from .train_memory import cli_memory_case, memory_case
 from .tui import first_frame_case, tui_stream_case
 
 
@@ -32,6 +34,13 @@ def case_table(settings: Settings) -> dict[str, Callable[[], CaseResult]]:
             s, s.small, s.small_train_batch,
             f"train step, {_size(s.small)} ctx {s.small.context_length} batch {s.small_train_batch}",
             with_targets=False),
+        "train-bf16": lambda: bf16_train_case(
+            s, s.small, s.small_train_batch,
+            f"train step bf16 vs fp32, {_size(s.small)} ctx {s.small.context_length} batch {s.small_train_batch}"),
+        "train-memory": lambda: memory_case(
+            s.repeats, s.memory_steps, f"train step peak memory, gpt-nano ctx 128 batch 8, {s.memory_steps} steps"),
+        "train-memory-cli": lambda: cli_memory_case(
+            s.repeats, s.memory_steps, "tui-gpt train peak memory, gpt-nano ctx 128 batch 8, the-verdict"),
         "decode-124m": lambda: decode_case(
             s, s.large, f"greedy decode, {_size(s.large)}, {n} tokens", with_targets=targets and n == 200),
         "decode-small": lambda: decode_case(

@@ -20,7 +20,6 @@ from typing import Callable
 import torch
 
 # Dense bf16 tensor-core peaks from the vendors' data sheets, in FLOP/s.
-GPU_PEAK_BF16 = {"H200": 989e12, "H100": 989e12, "A100": 312e12, "L40S": 362e12, "A10G": 70e12}
 
 
 @dataclass(frozen=True)
@@ -95,15 +94,6 @@ class LoadMonitor:
             return "unknown"
         mean = sum(self.samples) / len(self.samples)
         return f"mean {mean:.2f}, min {min(self.samples):.2f}, max {max(self.samples):.2f} over {len(self.samples)} samples"
-
-
-def gpu_peak_flops(gpu_name: str | None) -> float | None:
-    if not gpu_name:
-        return None
-    for model, peak in GPU_PEAK_BF16.items():
-        if model in gpu_name:
-            return peak
-    return None
 
 
 @dataclass(frozen=True)

@@ -24,6 +24,7 @@ import torch.nn.functional as F
 
 from engine.training.device import autocast
 from engine.training.loss import calc_loss_batch
+from engine.training.mfu import training_flops_per_token  # noqa: F401 (the cases count with it)
 from engine.model.gpt import GPTModel
 
 from .textbook import TextbookGPT
@@ -77,23 +78,6 @@ def training_contenders(model: GPTModel, batch: tuple[torch.Tensor, torch.Tensor
         else:
             raise ValueError(f"unknown training contender {name!r}")
     return contenders
-
-
-def weights_in_products(model: GPTModel) -> int:
-    """Weights that enter matrix products: all but the looked-up embeddings.
-
-    An untied output head counts, as GPT-2's tied one does in nanoGPT.
-    """
-    looked_up = model.pos_emb.weight.numel()
-    if model.out_head.weight is not model.tok_emb.weight:
-        looked_up += model.tok_emb.weight.numel()
-    return model.num_parameters() - looked_up
-
-
-def training_flops_per_token(model: GPTModel, seq_len: int) -> float:
-    """nanoGPT's estimate_mfu count: 6 per weight in a matrix product, plus attention."""
-    cfg = model.cfg
-    return 6 * weights_in_products(model) + 12 * cfg.n_layers * cfg.n_heads * cfg.head_dim * seq_len
 
 
 def _contender(name: str, model: torch.nn.Module, optimizer: torch.optim.Optimizer,

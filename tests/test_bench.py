@@ -194,3 +194,23 @@ def test_first_frame_of_the_app_is_timed():
     result = first_frame_case(repeats=1, warmup=0, title="first frame")
     assert result.skipped is None
     assert 0 < result.rows[0].seconds < 30
+
+
+def test_bf16_case_checks_the_loss_and_times_both_precisions(capsys):
+    from engine.training.device import cpu_has_native_bf16
+
+    status = main(["--smoke", "--cases", "train-bf16"])
+    out = capsys.readouterr().out
+    if cpu_has_native_bf16():
+        assert status == 0
+        assert "engine fp32" in out and "engine bf16" in out and "bf16 matmul (limit)" in out
+    else:
+        assert "not measured: this CPU has no native bf16" in out
+
+
+def test_memory_probe_reports_a_fresh_process_peak_and_step_time():
+    from bench.train_memory import _probe
+
+    measured = _probe("chunked", 1)
+    assert measured["peak_rss"] > 100e6  # torch alone takes more than 100 MB
+    assert measured["step_seconds"] > 0

@@ -116,17 +116,18 @@ def test_a_run_records_its_corpus_by_absolute_path(corpus, data_dir, monkeypatch
 
 
 def test_non_finite_loss_stops_before_the_update(corpus, data_dir, monkeypatch):
-    import engine.training.loop as loop
+    import engine.training.trainer as trainer
 
-    real = loop.calc_loss_batch
+    real = trainer.chunked_loss_batch
     calls = []
 
     def poisoned(*args):
-        calls.append(1)
+        if torch.is_grad_enabled():  # a training step's loss, not an evaluation's
+            calls.append(1)
         loss = real(*args)
         return loss * float("nan") if len(calls) == 4 else loss
 
-    monkeypatch.setattr(loop, "calc_loss_batch", poisoned)
+    monkeypatch.setattr(trainer, "chunked_loss_batch", poisoned)
     outcome = train_run(tiny_train_config(corpus, max_steps=8, checkpoint_every=2, eval_freq=100),
                         run_name="nan", data_dir=data_dir)
     assert outcome.state == "failed" and "step 3" in outcome.message
@@ -138,12 +139,12 @@ def test_non_finite_loss_stops_before_the_update(corpus, data_dir, monkeypatch):
 
 
 def test_out_of_memory_ends_the_run_with_a_hint(corpus, data_dir, monkeypatch):
-    import engine.training.loop as loop
+    import engine.training.trainer as trainer
 
     def out_of_memory(*args):
         raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
 
-    monkeypatch.setattr(loop, "calc_loss_batch", out_of_memory)
+    monkeypatch.setattr(trainer, "chunked_loss_batch", out_of_memory)
     outcome = train_run(tiny_train_config(corpus), run_name="oom", data_dir=data_dir)
     assert outcome.state == "failed"
     assert "out of memory" in outcome.message and "--batch-size" in outcome.message

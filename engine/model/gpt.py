@@ -160,8 +160,13 @@ class GPTModel(nn.Module):
         if cfg.tie_embeddings:
             self.out_head.weight = self.tok_emb.weight
 
-    def forward(self, in_idx: torch.Tensor, kv_cache: KVCache | None = None, last_only: bool = False) -> torch.Tensor:
-        """Logits for every position, or with `last_only` for the last one (all that decoding needs)."""
+    def forward(self, in_idx: torch.Tensor, kv_cache: KVCache | None = None, last_only: bool = False,
+                hidden_only: bool = False) -> torch.Tensor:
+        """Logits for every position, or with `last_only` for the last one (all that decoding needs).
+
+        `hidden_only` returns the final norm's output instead, for a loss that applies the
+        output head itself (engine.fast.chunked_loss, which never holds every logit at once).
+        """
         _, seq_len = in_idx.shape
         start = kv_cache.length if kv_cache is not None else 0
         if start + seq_len > self.cfg.context_length:
@@ -176,7 +181,8 @@ class GPTModel(nn.Module):
             kv_cache.length += seq_len
         if last_only:
             x = x[:, -1:, :]
-        return self.out_head(self.final_norm(x))
+        x = self.final_norm(x)
+        return x if hidden_only else self.out_head(x)
 
     def num_parameters(self) -> int:
         """Distinct parameters; tied weights count once."""

@@ -65,6 +65,7 @@ class StepDone(Event):
     tokens_per_sec: float
     step_time: float  # seconds
     grad_norm: float | None = None
+    mfu: float | None = None  # model FLOPs utilisation, 0..1 (engine.training.mfu); None where unknown
 
 
 @dataclass

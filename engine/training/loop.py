@@ -21,6 +21,7 @@ from engine.training.device import autocast
 from engine.runs.events import EvalDone, Event, SampleGenerated, StepDone
 from engine.model.generation import generate_text_simple
 from engine.training.loss import calc_loss_and_bpb_loader, calc_loss_batch, calc_loss_loader, perplexity
+from engine.training.mfu import mfu
 from engine.training.schedule import learning_rate
 from engine.model.tokenizer import text_to_token_ids, token_byte_lengths, token_ids_to_text
 
@@ -40,6 +41,8 @@ class LoopSettings:
     sample_tokens: int = 50
     sample_at_eval: bool = True  # beyond the book, which samples once per epoch
     autocast_dtype: torch.dtype | None = None
+    flops_per_token: float | None = None  # training FLOPs per token, for MFU (engine.training.mfu)
+    peak_flops: float | None = None  # one device's peak FLOP/s in this precision; None: no MFU
 
 
 @dataclass
@@ -57,23 +60,26 @@ class NonFiniteLoss(RuntimeError):
     """A loss or gradient was NaN or infinite; the optimizer step was not taken."""
 
 
-def evaluate_model(model, train_loader, val_loader, device, eval_iter, autocast_dtype=None):
+def evaluate_model(model, train_loader, val_loader, device, eval_iter, autocast_dtype=None, loss_batch=calc_loss_batch):
     """The book's evaluation: `eval_iter` batches of each loader, in eval mode, without gradients."""
     model.eval()
     with torch.no_grad(), autocast(device, autocast_dtype):
-        train_loss = calc_loss_loader(train_loader, model, device, num_batches=eval_iter)
-        val_loss = calc_loss_loader(val_loader, model, device, num_batches=eval_iter)
+        train_loss = calc_loss_loader(train_loader, model, device, num_batches=eval_iter, loss_batch=loss_batch)
+        val_loss = calc_loss_loader(val_loader, model, device, num_batches=eval_iter, loss_batch=loss_batch)
     model.train()
     return train_loss, val_loss
 
 
-def evaluate_model_with_bpb(model, train_loader, val_loader, device, eval_iter, autocast_dtype=None):
+def evaluate_model_with_bpb(model, train_loader, val_loader, device, eval_iter, autocast_dtype=None,
+                            loss_batch=calc_loss_batch):
     """evaluate_model's losses and the bits per byte of the same batches: (train, val, train_bpb, val_bpb)."""
     byte_lengths = token_byte_lengths()
     model.eval()
     with torch.no_grad(), autocast(device, autocast_dtype):
-        train_loss, train_bpb = calc_loss_and_bpb_loader(train_loader, model, device, eval_iter, byte_lengths)
-        val_loss, val_bpb = calc_loss_and_bpb_loader(val_loader, model, device, eval_iter, byte_lengths)
+        train_loss, train_bpb = calc_loss_and_bpb_loader(train_loader, model, device, eval_iter, byte_lengths,
+                                                         loss_batch=loss_batch)
+        val_loss, val_bpb = calc_loss_and_bpb_loader(val_loader, model, device, eval_iter, byte_lengths,
+                                                     loss_batch=loss_batch)
     model.train()
     return train_loss, val_loss, train_bpb, val_bpb
 
@@ -94,7 +100,8 @@ class TrainingLoop:
 
     `epoch_batches(epoch, skip)` gives the epoch's (input, target) batches after
     the first `skip`; `on_checkpoint(reason)` is called at each point where the
-    state is worth saving ("periodic", "stopped", "finished").
+    state is worth saving ("periodic", "stopped", "finished"). `loss_batch` is the
+    book's `calc_loss_batch` or a function computing the same value faster.
     """
 
     def __init__(self, model, optimizer, device, settings: LoopSettings, tokenizer,
@@ -102,7 +109,7 @@ class TrainingLoop:
                  emit: Callable[[Event], None], should_stop: Callable[[], bool] = lambda: False,
                  on_checkpoint: Callable[[str], None] | None = None, position: LoopPosition | None = None,
                  raw_model=None, checkpoint_every: int | None = None, checkpoint_minutes: float | None = None,
-                 world_size: int = 1,
+                 world_size: int = 1, loss_batch: Callable = calc_loss_batch,
                  agree: Callable[[bool], bool] = bool, average: Callable[[float], float] = float):
         self.model = model  # computes the training loss: a DistributedDataParallel wrapper or the model itself
         self.raw_model = raw_model or model  # evaluates and samples
@@ -126,6 +133,7 @@ class TrainingLoop:
         self.params = [p for p in model.parameters() if p.requires_grad]
         self._sampled_step: int | None = None
         self.health = HealthWatch(self.raw_model, settings.eval_freq, emit)  # loss spikes, update ratios
+        self.loss_batch = loss_batch
 
     def on_checkpoint(self, reason: str) -> None:
         self._save(reason)
@@ -159,7 +167,7 @@ class TrainingLoop:
             # DDP all-reduces the gradients in backward; the micro-batches before the last only accumulate.
             with (contextlib.nullcontext() if final_micro_batch else self._no_sync()):
                 with autocast(self.device, s.autocast_dtype):
-                    loss = calc_loss_batch(input_batch, target_batch, self.model, self.device)
+                    loss = self.loss_batch(input_batch, target_batch, self.model, self.device)
                 (loss / s.grad_accum_steps if s.grad_accum_steps > 1 else loss).backward()
             step_loss = loss.detach() if step_loss is None else step_loss + loss.detach()
             if not final_micro_batch:
@@ -225,16 +233,18 @@ class TrainingLoop:
         step_time = time.perf_counter() - step_start
         tokens = step_tokens * self.world_size
         pos.tokens_seen += tokens
+        tokens_per_sec = tokens / step_time if step_time > 0 else 0.0
         self.emit(StepDone(
             step=pos.step, epoch=pos.epoch, tokens_seen=pos.tokens_seen, loss=loss_value, lr=lr,
-            tokens_per_sec=tokens / step_time if step_time > 0 else 0.0, step_time=step_time,
-            grad_norm=grad_norm_value,
+            tokens_per_sec=tokens_per_sec, step_time=step_time, grad_norm=grad_norm_value,
+            mfu=mfu(tokens_per_sec, s.flops_per_token, s.peak_flops, self.world_size) if s.flops_per_token else None,
         ))
         pos.step += 1
 
     def _evaluate(self, step: int) -> None:
         train_loss, val_loss, train_bpb, val_bpb = (self.average(value) for value in evaluate_model_with_bpb(
-            self.raw_model, self.train_eval_loader, self.val_loader, self.device, self.s.eval_iter, self.s.autocast_dtype
+            self.raw_model, self.train_eval_loader, self.val_loader, self.device, self.s.eval_iter, self.s.autocast_dtype,
+            self.loss_batch,
         ))
         self.pos.last_val_loss = val_loss
         self.emit(EvalDone(

@@ -16,13 +16,19 @@ def calc_loss_batch(input_batch: torch.Tensor, target_batch: torch.Tensor, model
     return F.cross_entropy(logits.flatten(0, 1), target_batch.flatten())
 
 
-def calc_loss_loader(data_loader: DataLoader, model: torch.nn.Module, device, num_batches: int | None = None) -> float:
-    """Mean batch loss over the first num_batches batches (all by default); nan for an empty loader."""
-    return calc_loss_and_bpb_loader(data_loader, model, device, num_batches)[0]
+def calc_loss_loader(data_loader: DataLoader, model: torch.nn.Module, device, num_batches: int | None = None, *,
+                     loss_batch=calc_loss_batch) -> float:
+    """Mean batch loss over the first num_batches batches (all by default); nan for an empty loader.
+
+    `loss_batch` computes one batch's loss: the book's `calc_loss_batch`, or a function that
+    computes the same value faster (engine.fast.chunked_loss).
+    """
+    return calc_loss_and_bpb_loader(data_loader, model, device, num_batches, loss_batch=loss_batch)[0]
 
 
 def calc_loss_and_bpb_loader(data_loader: DataLoader, model: torch.nn.Module, device, num_batches: int | None = None,
-                             byte_lengths: torch.Tensor | None = None) -> tuple[float, float]:
+                             byte_lengths: torch.Tensor | None = None, *,
+                             loss_batch=calc_loss_batch) -> tuple[float, float]:
     """calc_loss_loader's mean loss, and bits per byte over the same batches (nan without `byte_lengths`).
 
     Bits per byte: the loss in nats summed over the target tokens / ln 2 / the UTF-8 bytes
@@ -40,7 +46,7 @@ def calc_loss_and_bpb_loader(data_loader: DataLoader, model: torch.nn.Module, de
     for i, (input_batch, target_batch) in enumerate(data_loader):
         if i >= num_batches:
             break
-        loss = calc_loss_batch(input_batch, target_batch, model, device).item()
+        loss = loss_batch(input_batch, target_batch, model, device).item()
         total_loss += loss
         if byte_lengths is not None:
             total_nats += loss * target_batch.numel()

@@ -185,8 +185,12 @@ class TrainConfig:
                              "keep the N most recent checkpoints (and always the best one)", CHECKPOINTS, minimum=1)
     device: str = setting("auto", "--device", "Device", "where to train", CHECKPOINTS, metavar="DEVICE",
                           choices=DEVICES, also=(r"cuda:\d+", "cuda:N"))
-    precision: str = setting("auto", "--precision", "Precision", "bf16 autocast on GPUs that support it",
+    precision: str = setting("auto", "--precision", "Precision",
+                             "auto: bf16 autocast on GPUs and CPUs that run bf16 natively, else fp32",
                              CHECKPOINTS, metavar="PRECISION", choices=PRECISIONS)
+    compile: bool = setting(False, "--compile", "Compile",
+                            "torch.compile the model for training (needs a C++ compiler on a CPU); "
+                            "the first step includes the compile time", CHECKPOINTS)
 
     def __post_init__(self) -> None:
         for declared in SETTINGS:
@@ -287,6 +291,7 @@ RECIPES: dict[str, TrainConfig] = {
         sample_tokens=50,
         sample_at_eval=False,  # the book samples once per epoch
         seed=123,
+        precision="fp32",  # the book's numbers, on every machine
     ),
     # The demo corpus taught in minutes on a laptop CPU: gpt-nano at 4e-4 barely moves in the
     # ~40 steps of an epoch (measured at batch 8: val loss 10.58 at step 11; 7.02 at 3e-3).

@@ -26,8 +26,12 @@ from engine.model.config import GPTConfig, get_preset
 from engine.data.corpus import require_tokens
 from engine.data.windows import TokenWindowDataset
 from engine.training.device import autocast_dtype
+from engine.training.mfu import peak_flops, training_flops_per_token
+from engine.fast.chunked_loss import chunked_loss_batch
+from engine.fast.compiled import compile_for_training
 from engine.errors import ConfigError, CorpusError, RunError, TuiGptError
-from engine.runs.events import CheckpointSaved, EvalDone, Event, MetricsWriter, RunEnded, RunStarted, SampleGenerated
+from engine.runs.events import (CheckpointSaved, EvalDone, Event, MetricsWriter, RunEnded, RunStarted, SampleGenerated,
+                                StepDone)
 from engine.model.gpt import GPTModel
 from engine.runs.store import RunStore, validate_run_name
 from engine.runs.atomic import write_error
@@ -257,8 +261,10 @@ def _train(config, ctx, device, run_name, data_dir, resume, corpus_named, on_eve
                 })
                 held.enter_context(run.lock())
             run = store.open(ctx.broadcast_text(run.name if ctx.is_main else ""))
+        # Only the first rank reports MFU; on a CPU its peak is measured once per machine (cached).
+        peak = peak_flops(device, autocast_dtype(device, config.precision), store.cache_dir) if ctx.is_main else None
         return _train_locked(config, ctx, device, run, model, optimizer, resumed, data, epochs, total_steps,
-                             corpus.fingerprint, on_event, should_stop, say)
+                             corpus.fingerprint, on_event, should_stop, say, peak)
 
 
 def _training_data(config: TrainConfig, cache_dir: Path, say=lambda line: None):
@@ -318,25 +324,33 @@ def _load_resume_state(run, model, optimizer, fingerprint: str, say) -> _ResumeS
 
 
 def _train_locked(config, ctx, device, run, model, optimizer, resumed: _ResumeState | None, data: _RunData,
-                  epochs, total_steps, fingerprint, on_event, should_stop, say) -> RunOutcome:
+                  epochs, total_steps, fingerprint, on_event, should_stop, say, peak: float | None) -> RunOutcome:
     train_set, val_set = data.train, data.val
     position = resumed.position if resumed else LoopPosition()
     resume_order = resumed.order if resumed else None
     writer = MetricsWriter(run.metrics_path) if ctx.is_main else None
     run_log = _RunLog(run.log_path if ctx.is_main else None)
 
+    train_model = compile_for_training(model, device, say) if config.compile else model
+    compiling = train_model is not model
+
     def emit(event: Event) -> None:
+        nonlocal compiling
+        if compiling and isinstance(event, StepDone):
+            compiling = False
+            line = f"torch.compile: the first step took {event.step_time:.1f} s, compiling included"
+            say(line)
+            run_log(line)
         if writer:
             writer.write(event)
             _log_event(run_log, event)
         if on_event and ctx.is_main:
             on_event(event)
 
-    train_model = model
     if ctx.enabled:
         from torch.nn.parallel import DistributedDataParallel
 
-        train_model = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+        train_model = DistributedDataParallel(train_model, device_ids=[device.index] if device.type == "cuda" else None)
 
     per_rank_epoch = len(train_set) // ctx.world_size // config.batch_size // config.grad_accum_steps
     if total_steps < per_rank_epoch:  # the run reads less than an epoch: draw its windows, not a permutation
@@ -389,11 +403,13 @@ def _train_locked(config, ctx, device, run, model, optimizer, resumed: _ResumeSt
         grad_clip=config.grad_clip, start_context=config.start_context, sample_tokens=config.sample_tokens,
         sample_at_eval=config.sample_at_eval,
         autocast_dtype=autocast_dtype(device, config.precision),
+        flops_per_token=training_flops_per_token(model, model.cfg.context_length), peak_flops=peak,
     )
     loop = TrainingLoop(
         train_model, optimizer, device, settings, get_tokenizer(), epoch_batches, train_eval_loader, val_loader,
         emit=emit, should_stop=should_stop, on_checkpoint=on_checkpoint, position=position, raw_model=model,
-        checkpoint_every=config.checkpoint_every, checkpoint_minutes=config.checkpoint_minutes, world_size=ctx.world_size, agree=ctx.any, average=ctx.mean,
+        checkpoint_every=config.checkpoint_every, checkpoint_minutes=config.checkpoint_minutes, world_size=ctx.world_size,
+        loss_batch=chunked_loss_batch, agree=ctx.any, average=ctx.mean,
     )
     if resumed:
         # Last, after everything that draws random numbers while setting up.

@@ -24,7 +24,7 @@ from tui_gpt.formatting import format_duration, format_number, progress_bar
 
 _CLEAR_LINE = "\r\x1b[K"
 _BAR_WIDTH = 20
-_LEAST_TELLING_FIRST = ("bar", "epoch", "speed", "val")
+_LEAST_TELLING_FIRST = ("mfu", "bar", "epoch", "speed", "val")
 
 
 class TrainingProgress:
@@ -131,6 +131,8 @@ class TrainingProgress:
         if not live:
             fields["lr"] = f"lr {step.lr:.2e}"
         fields["speed"] = f"{step.tokens_per_sec:,.0f} tok/s"
+        if step.mfu is not None:
+            fields["mfu"] = f"MFU {step.mfu:.0%}"
         eta = progress.eta_seconds()
         if eta is not None:
             fields["eta"] = f"ETA {format_duration(eta)}"
