@@ -351,3 +351,20 @@ def test_weights_with_non_finite_values_are_refused_in_one_line(tmp_path, tiny_c
     folder = save_checkpoint(tmp_path / "ck", 1, model, {"x": torch.zeros(1)}, {}, val_loss=1.0)
     with pytest.raises(CheckpointError, match=r"holds non-finite values \(NaN or inf\) in trf_blocks.0.att.W_query.weight"):
         load_model(folder)
+
+
+def test_a_stop_request_cuts_a_long_sample_short(tiny_config):
+    from engine.model.gpt import GPTModel
+    from engine.model.tokenizer import get_tokenizer
+    from engine.training.loop import SAMPLE_PIECE, generate_sample
+
+    model, tokenizer = GPTModel(tiny_config).eval(), get_tokenizer()
+    asked = []
+
+    def stop_after_the_first_piece() -> bool:
+        asked.append(1)
+        return len(asked) > 1
+
+    cut = generate_sample(model, tokenizer, "cpu", "Hello", max_new_tokens=2000, should_stop=stop_after_the_first_piece)
+    whole = generate_sample(model, tokenizer, "cpu", "Hello", max_new_tokens=SAMPLE_PIECE)
+    assert cut == whole  # one piece, then the stop request: the same tokens as a sample of one piece

@@ -60,6 +60,10 @@ class NonFiniteLoss(RuntimeError):
     """A loss or gradient was NaN or infinite; the optimizer step was not taken."""
 
 
+# A default sample (50 tokens) is made in one piece, exactly as before; a long one in several.
+SAMPLE_PIECE = 64
+
+
 def evaluate_model(model, train_loader, val_loader, device, eval_iter, autocast_dtype=None, loss_batch=calc_loss_batch):
     """The book's evaluation: `eval_iter` batches of each loader, in eval mode, without gradients."""
     model.eval()
@@ -84,13 +88,22 @@ def evaluate_model_with_bpb(model, train_loader, val_loader, device, eval_iter, 
     return train_loss, val_loss, train_bpb, val_bpb
 
 
-def generate_sample(model, tokenizer, device, start_context: str, max_new_tokens: int = 50) -> str:
-    """The book's greedy sample; it draws no random numbers."""
+def generate_sample(model, tokenizer, device, start_context: str, max_new_tokens: int = 50,
+                    should_stop: Callable[[], bool] = lambda: False) -> str:
+    """The book's greedy sample; it draws no random numbers.
+
+    Made in pieces of SAMPLE_PIECE tokens (greedy, so the same tokens as in one go), so
+    that a stop request cuts a long sample short rather than waiting for its end.
+    """
     model.eval()
     context_size = model.pos_emb.weight.shape[0]
-    encoded = text_to_token_ids(start_context, tokenizer).to(device)
+    token_ids = text_to_token_ids(start_context, tokenizer).to(device)
     with torch.no_grad():
-        token_ids = generate_text_simple(model, encoded, max_new_tokens, context_size)
+        left = max_new_tokens
+        while left > 0 and not should_stop():
+            piece = min(SAMPLE_PIECE, left)
+            token_ids = generate_text_simple(model, token_ids, piece, context_size)
+            left -= piece
     model.train()
     return token_ids_to_text(token_ids, tokenizer)
 
@@ -261,7 +274,8 @@ class TrainingLoop:
         if self.s.sample_tokens <= 0 or step < 0 or self._sampled_step == step:
             return
         self._sampled_step = step
-        text = generate_sample(self.raw_model, self.tokenizer, self.device, self.s.start_context, self.s.sample_tokens)
+        text = generate_sample(self.raw_model, self.tokenizer, self.device, self.s.start_context, self.s.sample_tokens,
+                               self.should_stop)
         self.emit(SampleGenerated(
             step=step, epoch=self.pos.epoch, tokens_seen=self.pos.tokens_seen, prompt=self.s.start_context, text=text,
         ))
