@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 import pytest
+import torch
 
 from engine.runs.events import LossSpike, MetricsReader, UpdateRatios
 from engine.runs.store import RunStore
@@ -32,16 +33,18 @@ def test_update_ratios_are_recorded_at_each_evaluation(config, data_dir):
 
 
 def test_a_non_finite_loss_is_reported_as_a_loss_spike_before_the_run_fails(config, data_dir, monkeypatch):
-    import engine.training.loop as loop
+    import engine.training.trainer as trainer
 
-    real, calls = loop.calc_loss_batch, []
+    real, calls = trainer.chunked_loss_batch, []
 
     def poisoned(*args):
-        calls.append(1)
         loss = real(*args)
+        if not torch.is_grad_enabled():  # an evaluation: leave it alone
+            return loss
+        calls.append(1)
         return loss * float("inf") if len(calls) == 3 else loss
 
-    monkeypatch.setattr(loop, "calc_loss_batch", poisoned)
+    monkeypatch.setattr(trainer, "chunked_loss_batch", poisoned)
     assert train_run(config.with_overrides(eval_freq=100), run_name="nan", data_dir=data_dir).state == "failed"
     spikes = [e for e in MetricsReader(RunStore(data_dir).open("nan").metrics_path).read_new() if isinstance(e, LossSpike)]
     assert [(e.step, e.reason, e.loss) for e in spikes] == [(2, "non-finite", None)]

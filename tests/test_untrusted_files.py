@@ -26,37 +26,39 @@ REPO = Path(__file__).resolve().parents[1]
 MEMORY_CEILING_MB = 1024
 
 
+# `python -m tui_gpt`, writing the process's own peak RSS (VmHWM) to a file as it exits. Read from
+# inside: getrusage's ru_maxrss of a child starts from its parent's peak (Linux carries it over exec),
+# and the test process may be large.
+_MEASURED_CLI = """
+import atexit, runpy, sys
+peak_file = sys.argv.pop(1)
+
+def record_peak():
+    with open("/proc/self/status") as status, open(peak_file, "w") as out:
+        out.write(next(line.split()[1] for line in status if line.startswith("VmHWM:")))
+
+atexit.register(record_peak)
+sys.argv[0] = "tui-gpt"
+runpy.run_module("tui_gpt", run_name="__main__", alter_sys=True)
+"""
+
+
 def run_cli(*args: str, data_dir: Path, stdin=subprocess.DEVNULL, timeout: float = 120) -> tuple[int, str, str, float]:
     """`python -m tui_gpt ARGS`: exit code, stdout, stderr and the process's peak RSS in MB."""
     env = {**os.environ, "TUI_GPT_DATA_DIR": str(data_dir), "OMP_NUM_THREADS": "1"}
-    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
-        process = subprocess.Popen([sys.executable, "-m", "tui_gpt", *args], cwd=REPO, env=env,
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err, \
+            tempfile.NamedTemporaryFile("r") as peak:
+        process = subprocess.Popen([sys.executable, "-c", _MEASURED_CLI, peak.name, *args], cwd=REPO, env=env,
                                    stdin=stdin, stdout=out, stderr=err)
         try:
-            # wait4 gives this child's own peak RSS, not the largest of every child the tests ran.
-            _, status, usage = _wait4_with_timeout(process, timeout)
-        finally:
-            if process.poll() is None:
-                process.kill()
+            code = process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            raise AssertionError(f"hung for more than {timeout} s") from None
         out.seek(0)
         err.seek(0)
-        return (os.waitstatus_to_exitcode(status), out.read().decode(), err.read().decode(),
-                usage.ru_maxrss / 1024)
-
-
-def _wait4_with_timeout(process: subprocess.Popen, timeout: float):
-    import signal
-    import threading
-
-    timer = threading.Timer(timeout, lambda: os.kill(process.pid, signal.SIGKILL))
-    timer.start()
-    try:
-        result = os.wait4(process.pid, 0)
-    finally:
-        timer.cancel()
-    process.returncode = os.waitstatus_to_exitcode(result[1])
-    assert process.returncode != -signal.SIGKILL, f"hung for more than {timeout} s"
-    return result
+        peak_kb = int(peak.read() or 0)
+        return code, out.read().decode(), err.read().decode(), peak_kb / 1024
 
 
 def assert_one_line(err: str) -> str:

@@ -103,6 +103,12 @@ class Corpus:
         return lines
 
 
+def refuse_empty_corpus_path(given: str) -> None:
+    """An empty --corpus is a mistake, never "the current folder" (which Path("") would be)."""
+    if not given.strip():
+        raise CorpusError("the corpus path is empty; name a file or folder, or leave the option out for the demo corpus")
+
+
 def load_corpus(path: str | os.PathLike | None, extensions: tuple[str, ...] = DEFAULT_EXTENSIONS) -> Corpus:
     """Load a text file, a folder of text files (recursively), or the demo corpus (None or "demo").
 
@@ -111,8 +117,7 @@ def load_corpus(path: str | os.PathLike | None, extensions: tuple[str, ...] = DE
     if path is None or (isinstance(path, str) and path == "demo"):
         return _demo_corpus()
     given = str(path)
-    if not given.strip():
-        raise CorpusError("the corpus path is empty; name a file or folder, or leave the option out for the demo corpus")
+    refuse_empty_corpus_path(given)
     target = Path(path).expanduser().absolute()
     if not target.exists():
         raise CorpusError(f"corpus not found: {given}")

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+from engine.data.corpus import refuse_empty_corpus_path
 from engine.data.sources import TokenSource, format_of, open_source
 from engine.data.token_array import as_token_array
 
@@ -33,6 +34,9 @@ def load_training_data(corpus: str | None, cache_dir: Path, *, corpus_format: st
                        val_corpus: str | None = None, train_ratio: float = 0.9, seed: int = 0,
                        workers: int | None = None, on_progress: Callable | None = None) -> TrainingData:
     """The tokens to train and validate on, tokenizing into the cache first if needed."""
+    for given in (corpus, val_corpus):
+        if given is not None:
+            refuse_empty_corpus_path(str(given))
     if _is_book_text(corpus, corpus_format, val_corpus):
         return _book_text(corpus, cache_dir, train_ratio)
     source = open_source(corpus, corpus_format, text_field)

@@ -70,6 +70,11 @@ async def test_empty_fields_are_left_to_the_defaults_which_they_show():
     async with app.run_test(size=(80, 40)) as pilot:
         await pilot.pause()
         form = app.query_one(TrainForm)
+        # A first run starts on the demo recipe: its own defaults show, and nothing is set.
+        assert form.read().recipe == "demo" and form.read().settings == {}
+        assert form.field_of("lr").placeholder == "0.003"
+        form.field_of("preset").value = "preset:gpt-nano"
+        await pilot.pause()
         assert form.read().settings == {"preset": "gpt-nano"}
         assert form.field_of("lr").placeholder == "0.0004"
         assert form.field_of("context_length").placeholder == str(PRESETS["gpt-nano"].context_length)
