@@ -370,3 +370,26 @@ def test_a_stop_request_cuts_a_long_sample_short(tiny_config):
     cut = generate_sample(model, tokenizer, "cpu", "Hello", max_new_tokens=2000, should_stop=stop_after_the_first_piece)
     whole = generate_sample(model, tokenizer, "cpu", "Hello", max_new_tokens=SAMPLE_PIECE)
     assert cut == whole  # one piece, then the stop request: the same tokens as a sample of one piece
+
+
+def test_a_checkpoint_whose_state_is_hash_valid_but_unusable_is_skipped_on_resume(data_dir, verdict_path):
+    from engine.runs.checkpoints import MANIFEST, STATE_META, list_checkpoints, synced_file_record
+    from engine.training.settings import TrainConfig
+    from engine.training.trainer import train_run
+
+    config = TrainConfig(corpus=str(verdict_path), batch_size=2, max_steps=4, checkpoint_every=2, eval_freq=2,
+                         eval_iter=1, sample_tokens=0, keep_last=5, precision="fp32",
+                         model_overrides={"context_length": 32})
+    assert train_run(config, run_name="edited", data_dir=data_dir).state == "finished"
+    newest = list_checkpoints(RunStore(data_dir).open("edited").checkpoints_dir)[0]
+    # Edit the newest checkpoint's state and record the edit in its manifest: hashes match, contents don't fit.
+    (newest.path / STATE_META).write_text(json.dumps({"position": {"no such field": 1}}))
+    manifest = json.loads((newest.path / MANIFEST).read_text())
+    manifest["files"][STATE_META] = synced_file_record(newest.path / STATE_META)
+    (newest.path / MANIFEST).write_text(json.dumps(manifest))
+    said = []
+    outcome = train_run(config.with_overrides(max_steps=6), run_name="edited", data_dir=data_dir, resume=True,
+                        log=said.append)
+    assert outcome.state == "finished" and outcome.step == 6
+    assert any(f"skipped checkpoint at step {newest.step}: its training state is unusable" in line for line in said)
+    assert any("(step 2)" in line for line in said if line.startswith("resuming"))

@@ -11,7 +11,7 @@ import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import torch
 from torch import nn
@@ -126,13 +126,25 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu", 
 
 
 def load_latest_valid(
-    checkpoints_dir: str | Path, map_location: str | torch.device = "cpu"
+    checkpoints_dir: str | Path, map_location: str | torch.device = "cpu",
+    use: Callable[[LoadedCheckpoint], Any] | None = None,
 ) -> tuple[LoadedCheckpoint | None, list[str]]:
-    """The newest checkpoint that loads, and a warning for each newer one skipped as corrupt."""
+    """The newest checkpoint that loads (and that `use` accepts), and a warning for each newer one skipped.
+
+    `use` puts the checkpoint to work (resuming a run); state files whose hashes match
+    but whose contents do not fit (edited, or from another version) make it raise, and
+    the next older checkpoint is tried, as for a corrupt file.
+    """
     warnings = []
     for info in list_checkpoints(checkpoints_dir):
         try:
-            return load_checkpoint(info.path, map_location), warnings
+            checkpoint = load_checkpoint(info.path, map_location)
+            if use is not None:
+                use(checkpoint)
+            return checkpoint, warnings
         except CheckpointError as exc:
             warnings.append(f"skipped checkpoint at step {info.step}: {exc}")
+        except (KeyError, IndexError, TypeError, ValueError, RuntimeError) as exc:
+            reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            warnings.append(f"skipped checkpoint at step {info.step}: its training state is unusable ({reason})")
     return None, warnings

@@ -306,16 +306,24 @@ class _ResumeState:
 
 
 def _load_resume_state(run, model, optimizer, fingerprint: str, say) -> _ResumeState:
-    checkpoint, warnings = load_latest_valid(run.checkpoints_dir, map_location="cpu")
+    restored = {}
+
+    def restore(checkpoint) -> None:
+        state = checkpoint.training_state()
+        model.load_state_dict(checkpoint.model_state)
+        optimizer.load_state_dict(state["optimizer"])
+        position = LoopPosition(**state["position"])
+        if not isinstance(state["corpus_fingerprint"], str) or "rank0" not in state["rng"]:
+            raise ValueError("no corpus fingerprint or random state")
+        restored.update(state=state, position=position,
+                        order=state["order"].tolist() if position.batches_done else None)
+
+    checkpoint, warnings = load_latest_valid(run.checkpoints_dir, map_location="cpu", use=restore)
     for warning in warnings:
         say(f"warning: {warning}")
     if checkpoint is None:
         raise RunError(f"run {run.name} has no valid checkpoint to resume from")
-    state = checkpoint.training_state()
-    model.load_state_dict(checkpoint.model_state)
-    optimizer.load_state_dict(state["optimizer"])
-    position = LoopPosition(**state["position"])
-    order = state["order"].tolist() if position.batches_done else None
+    state, position, order = restored["state"], restored["position"], restored["order"]
     if state["corpus_fingerprint"] != fingerprint:
         say(f"warning: the corpus changed since step {position.step}; the data order will differ")
         order, position.batches_done = None, 0
