@@ -393,3 +393,18 @@ def test_a_checkpoint_whose_state_is_hash_valid_but_unusable_is_skipped_on_resum
     assert outcome.state == "finished" and outcome.step == 6
     assert any(f"skipped checkpoint at step {newest.step}: its training state is unusable" in line for line in said)
     assert any("(step 2)" in line for line in said if line.startswith("resuming"))
+
+
+def test_a_tampered_token_cache_is_rebuilt_not_trained_on(tmp_path, verdict_path):
+    from engine.data.corpus import load_corpus
+    from engine.data.token_cache import load_token_splits
+
+    corpus = load_corpus(verdict_path)
+    first = load_token_splits(corpus, tmp_path, 0.9)
+    original = first.train[:].copy()
+    train_bin = first.cache_path / "train.bin"
+    data = bytearray(train_bin.read_bytes())
+    data[10:12] = b"\x00\x00"  # one token changed; the size stays the same
+    train_bin.write_bytes(bytes(data))
+    again = load_token_splits(corpus, tmp_path, 0.9)
+    assert again.built and (again.train[:] == original).all()

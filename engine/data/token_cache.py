@@ -16,7 +16,6 @@ inexact cut.)
 
 from __future__ import annotations
 
-import json
 import os
 import tempfile
 from dataclasses import dataclass
@@ -26,11 +25,12 @@ from typing import Callable, IO
 import numpy as np
 
 from engine.runs.atomic import DiskFullError, WriteError, atomic_write_json, is_out_of_space
+from engine.runs.untrusted_files import file_sha256, read_json
 from engine.data.corpus import Corpus
 from engine.errors import CorpusError
 from engine.model.tokenizer import END_OF_TEXT, get_tokenizer
 
-CACHE_FORMAT = 1
+CACHE_FORMAT = 2  # 2: meta.json records each split's SHA-256
 TOKEN_DTYPE = np.dtype("<u2")  # GPT-2's 50257 ids fit in 16 bits
 ENCODE_CHARS = 8 * 2**20
 SPLITS = ("train", "val")
@@ -71,15 +71,17 @@ def _expected_meta(corpus: Corpus, train_ratio: float) -> dict:
 
 def _trusted_meta(folder: Path, corpus: Corpus, train_ratio: float) -> dict | None:
     try:
-        meta = json.loads((folder / "meta.json").read_text(encoding="utf-8"))
+        meta = read_json(folder / "meta.json")
         sizes_match = all(
             (folder / f"{split}.bin").stat().st_size == meta[f"{split}_tokens"] * TOKEN_DTYPE.itemsize
             for split in SPLITS
         )
+        # A cache edited, damaged or swapped since it was written is rebuilt, never trained on.
+        intact = sizes_match and all(file_sha256(folder / f"{split}.bin") == meta["sha256"][split] for split in SPLITS)
     except (OSError, ValueError, KeyError, TypeError):
         return None
     expected = _expected_meta(corpus, train_ratio)
-    if not sizes_match or any(meta.get(key) != value for key, value in expected.items()):
+    if not intact or any(meta.get(key) != value for key, value in expected.items()):
         return None
     return meta
 
@@ -110,6 +112,7 @@ def _build(corpus: Corpus, folder: Path, train_ratio: float, on_progress: Progre
             if position != corpus.n_chars:
                 raise CorpusError(f"corpus {corpus.name} changed after it was loaded; load it again")
             meta = {**_expected_meta(corpus, train_ratio), "train_tokens": train.finish(), "val_tokens": val.finish()}
+        meta["sha256"] = {split: file_sha256(folder / f"{split}.bin") for split in SPLITS}
         # Last, and synced with the folder: only now is the cache trusted.
         atomic_write_json(folder / "meta.json", meta)
     except WriteError:

@@ -235,16 +235,8 @@ def check_files(folder: Path, manifest: dict[str, Any], names: tuple[str, ...], 
         size = info.st_size
         if size != record.get("size"):
             raise CheckpointError(f"checkpoint file {path} is corrupt: {size} bytes, expected {record.get('size')}")
-        if hashes and _sha256(path) != record.get("sha256"):
+        if hashes and untrusted_files.file_sha256(path) != record.get("sha256"):
             raise CheckpointError(f"checkpoint file {path} is corrupt: its SHA-256 does not match the manifest")
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with os.fdopen(untrusted_files.open_regular_for_reading(path), "rb") as f:
-        while chunk := f.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def read_json(path: Path) -> Any:

@@ -13,6 +13,7 @@ treated as untrusted input:
 from __future__ import annotations
 
 import errno
+import hashlib
 import json
 import os
 import stat
@@ -80,6 +81,15 @@ def parse_json(data: bytes | str) -> Any:
         return json.loads(data)
     except RecursionError:
         raise ValueError("JSON nested too deeply") from None
+
+
+def file_sha256(path: str | Path) -> str:
+    """The SHA-256 of a regular file (a pipe or device is refused, never read forever)."""
+    digest = hashlib.sha256()
+    with os.fdopen(open_regular_for_reading(path), "rb") as f:
+        while chunk := f.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 def is_link(path: str | Path) -> bool:
