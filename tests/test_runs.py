@@ -18,7 +18,16 @@ import engine.runs.events
 from engine.errors import RunError, TuiGptError
 from engine.model.gpt import GPTModel
 from engine.runs.atomic import DiskFullError, atomic_write_json
-from engine.runs.events import EvalDone, MetricsWriter, RunEnded, RunStarted, SampleGenerated, StepDone
+from engine.runs.events import (
+    EvalDone,
+    LossSpike,
+    MetricsWriter,
+    RunEnded,
+    RunStarted,
+    SampleGenerated,
+    StepDone,
+    UpdateRatios,
+)
 from engine.runs.lock_holder import LockHolder, process_start_time
 from engine.runs.progress import MetricsFollower, RunProgress
 from engine.runs.store import RunStore, default_data_dir, validate_run_name
@@ -324,6 +333,24 @@ def test_resuming_from_an_older_checkpoint_drops_the_replayed_points():
     assert progress.steps_done == 4  # step 5 is taken again
     progress.add(started(total=5))
     assert progress.evals == [] and progress.best_eval is None and progress.total_steps == 5  # a new run, same name
+
+
+def spike(n: int) -> LossSpike:
+    return LossSpike(step=n, loss=9.0, recent_mean=5.0, recent_std=0.1, reason="spike")
+
+
+def test_progress_keeps_the_latest_update_ratios_and_every_loss_spike_across_sessions():
+    progress = RunProgress()
+    progress.extend([started(), step(0), UpdateRatios(step=0, ratios={"a": 1e-3}), spike(2), step(4),
+                     UpdateRatios(step=4, ratios={"a": 2e-3}), spike(5)])
+    assert progress.update_ratios.ratios == {"a": 2e-3} and [s.step for s in progress.spikes] == [2, 5]
+    snapshot = progress.copy()
+    progress.add(spike(6))
+    assert len(snapshot.spikes) == 2  # a copy is not changed by later events
+    progress.add(started(step=4, resumed=True))  # steps 4 onwards are taken again
+    assert [s.step for s in progress.spikes] == [2] and progress.update_ratios is None
+    progress.add(started())
+    assert progress.spikes == [] and progress.update_ratios is None  # a new run, same name
 
 
 @pytest.fixture

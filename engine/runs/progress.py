@@ -1,4 +1,4 @@
-"""What a run's events add up to: steps, epoch, tokens, losses, samples, speed and time left.
+"""What a run's events add up to: steps, epoch, tokens, losses, samples, health, speed and time left.
 
 `RunProgress` is the one fold of a run's events. The `tui-gpt train` progress
 line feeds it the events as the trainer emits them; `RunStore.list()`, hence
@@ -20,11 +20,13 @@ from engine.runs.events import (
     CheckpointSaved,
     EvalDone,
     Event,
+    LossSpike,
     MetricsReader,
     RunEnded,
     RunStarted,
     SampleGenerated,
     StepDone,
+    UpdateRatios,
 )
 
 
@@ -39,6 +41,9 @@ class RunProgress:
     last_checkpoint: CheckpointSaved | None = None
     ended: RunEnded | None = None  # how the latest session ended, once it has
     best_eval: EvalDone | None = None  # the evaluation with the lowest validation loss
+    # Training health (engine.insight.health): the latest update-to-weight ratios, and every loss spike.
+    update_ratios: UpdateRatios | None = None
+    spikes: list[LossSpike] = field(default_factory=list)  # in order
 
     def add(self, event: Event) -> None:
         match event:
@@ -56,6 +61,10 @@ class RunProgress:
                 self.last_checkpoint = event
             case RunEnded():
                 self.ended = event
+            case UpdateRatios():
+                self.update_ratios = event
+            case LossSpike():
+                self.spikes.append(event)
 
     def extend(self, events: Iterable[Event]) -> None:
         for event in events:
@@ -65,13 +74,17 @@ class RunProgress:
         if not event.resumed:
             # A new run under this name: forget the old one.
             self.evals, self.samples, self.last_step, self.last_checkpoint = [], [], None, None
+            self.spikes, self.update_ratios = [], None
         else:
             # Resuming from a checkpoint older than the last events (after a crash)
             # replays those steps: drop what they reported the first time.
             self.evals = [e for e in self.evals if e.step < event.step]
             self.samples = [s for s in self.samples if s.step < event.step]
+            self.spikes = [s for s in self.spikes if s.step < event.step]
             if self.last_step is not None and self.last_step.step >= event.step:
                 self.last_step = None
+            if self.update_ratios is not None and self.update_ratios.step >= event.step:
+                self.update_ratios = None
         self.best_eval = None
         for evaluation in self.evals:
             if _is_better(evaluation, self.best_eval):
@@ -81,7 +94,7 @@ class RunProgress:
 
     def copy(self) -> RunProgress:
         """A copy that later events leave alone (the events themselves are shared)."""
-        return replace(self, evals=list(self.evals), samples=list(self.samples))
+        return replace(self, evals=list(self.evals), samples=list(self.samples), spikes=list(self.spikes))
 
     # -- what the events say ------------------------------------------------------------------
 
