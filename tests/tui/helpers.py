@@ -11,7 +11,15 @@ import torch
 
 from engine.training.checkpointing import save_checkpoint
 from engine.model.config import GPTConfig
-from engine.runs.events import EvalDone, MetricsWriter, RunEnded, RunStarted, SampleGenerated, StepDone
+from engine.runs.events import (
+    EvalDone,
+    MetricsWriter,
+    RunEnded,
+    RunStarted,
+    SampleGenerated,
+    StepDone,
+    UpdateRatios,
+)
 from engine.model.gpt import GPTModel
 from engine.runs.store import RunStore
 from tui_gpt.app.app import TuiGptApp
@@ -47,12 +55,14 @@ def make_run(data_dir: Path, name: str, evals: int = 3, state: str = "stopped", 
              seed: int = 0) -> Path:
     """A run folder as a trainer leaves it: config, metrics, status and (optionally) a checkpoint.
 
-    The losses fall steadily so plots have a shape; nothing here is random or timed.
+    The losses fall steadily so plots have a shape, and so do the gradient norm and
+    the update-to-weight ratios; nothing here is random or timed.
     """
     store = RunStore(data_dir)
     run = store.create(name, {"model": TINY.to_dict(), "train": {}, "preset": "gpt-nano",
                               "corpus": {"path": None, "name": "demo"}})
     steps = evals * 10
+    parameter_names = [name for name, _ in GPTModel(TINY).named_parameters()]
     writer = MetricsWriter(run.metrics_path)
     writer.write(RunStarted(run=name, resumed=False, step=0, total_steps=steps,
                             n_params=GPTModel(TINY).num_parameters(), device="cpu", time=FIXED_TIME))
@@ -60,7 +70,9 @@ def make_run(data_dir: Path, name: str, evals: int = 3, state: str = "stopped", 
         step = index * 10 + 9
         train_loss, val_loss = 10.0 - 1.5 * index - 0.1 * seed, 10.2 - 1.2 * index - 0.1 * seed
         writer.write(StepDone(step=step, epoch=0, tokens_seen=(step + 1) * 64, loss=train_loss, lr=4e-4,
-                              tokens_per_sec=1000.0, step_time=0.064, time=FIXED_TIME))
+                              tokens_per_sec=1000.0, step_time=0.064, grad_norm=2.0 / (index + 1), time=FIXED_TIME))
+        writer.write(UpdateRatios(step=step, ratios={name: 1e-3 * (1 + i % 4) / (index + 1)
+                                                     for i, name in enumerate(parameter_names)}, time=FIXED_TIME))
         writer.write(EvalDone(step=step, epoch=0, tokens_seen=(step + 1) * 64, train_loss=train_loss,
                               val_loss=val_loss, train_ppl=float(torch.tensor(train_loss).exp()),
                               val_ppl=float(torch.tensor(val_loss).exp()), time=FIXED_TIME))

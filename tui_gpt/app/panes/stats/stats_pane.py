@@ -1,7 +1,9 @@
 """The stats pane: loss and perplexity of the chosen runs, plotted live, with the latest numbers.
 
 Tick runs in the list to overlay them. On a short terminal one plot shows
-at a time (P switches loss and perplexity); on a tall one both do.
+at a time (P switches loss and perplexity); on a tall one both do. Below them,
+the training health of the newest ticked run; a loss spike that any run
+reports while the app watches raises a notification.
 """
 
 from __future__ import annotations
@@ -16,6 +18,13 @@ from textual.widgets import SelectionList, Static
 from textual.widgets.selection_list import Selection
 
 from tui_gpt.app import bindings
+from tui_gpt.app.panes.stats.health_block import (
+    health_title,
+    layer_columns,
+    ratio_line,
+    spike_notice,
+    step_line,
+)
 from tui_gpt.app.panes.stats.metric_plot import LEGEND_STYLES, MetricPlot, run_colours
 from tui_gpt.app.widgets.steady_update import update_steady
 from tui_gpt.formatting import format_number
@@ -60,6 +69,9 @@ class StatsPane(Horizontal):
         self._names: list[str] = []  # the runs in the list, newest first
         self._labels: list[str] = []
         self._drawn: dict[str, int] = {}  # evaluations plotted, per run
+        self._health_of: tuple[str | None, RunProgress | None] | None = None  # the run shown there, as it was
+        # Loss spikes told of, per run, as (step, time); None until the first poll, whose spikes are old news.
+        self._spikes_seen: dict[str, set[tuple[int, float]]] | None = None
 
     def compose(self) -> ComposeResult:
         with Vertical(id="stats-side"):
@@ -70,6 +82,9 @@ class StatsPane(Horizontal):
         with Vertical(id="stats-plots"):
             yield MetricPlot("loss", id="plot-loss")
             yield MetricPlot("ppl", id="plot-ppl")
+        with Vertical(id="stats-health"):
+            yield Static(id="stats-health-numbers")
+            yield Static(id="stats-health-layers")
 
     def on_mount(self) -> None:
         self.watch_metric(self.metric)
@@ -95,7 +110,10 @@ class StatsPane(Horizontal):
             runs.add_options([Selection(label, name, name in chosen) for label, name in zip(labels, names)])
             self.redraw()
         elif self._eval_counts() != self._drawn:
-            self.redraw()  # new evaluations (new steps alone change nothing here)
+            self.redraw()  # new evaluations
+        else:
+            self.show_health()  # new steps change the health numbers only
+        self.announce_spikes()
 
     def show_run(self, name: str) -> None:
         """Make sure `name` is among the plotted runs."""
@@ -117,6 +135,37 @@ class StatsPane(Horizontal):
         for plot in self.query(MetricPlot):
             plot.draw(evals, self.axis)
         update_steady(self.query_one("#stats-latest", Static), latest_numbers(runs))
+        self.show_health()
+
+    def show_health(self) -> None:
+        """The health of the newest ticked run, redrawn when its events changed."""
+        name = next(iter(self.selected), None)
+        progress = self.progress.get(name) if name is not None else None
+        if self._health_of is not None and self._health_of[0] == name and self._health_of[1] is progress:
+            return  # the same run, and no new events
+        self._health_of = (name, progress)
+        block = self.query_one("#stats-health")
+        block.display = name is not None
+        if name is None:
+            return
+        block.border_title = health_title(name, progress)
+        numbers, layers = self.query_one("#stats-health-numbers", Static), self.query_one("#stats-health-layers", Static)
+        if progress is None:
+            update_steady(numbers, Text("no events yet", style="dim"))
+            layers.update("")
+            return
+        update_steady(numbers, Text("\n").join([step_line(progress), ratio_line(progress)]))
+        layers.update(layer_columns(progress))
+
+    def announce_spikes(self) -> None:
+        """One notification per loss spike that arrived since the last poll, in any run."""
+        seen = {name: {(s.step, s.time) for s in progress.spikes} for name, progress in self.progress.items()}
+        if self._spikes_seen is not None:
+            for name, progress in self.progress.items():
+                for spike in progress.spikes:
+                    if (spike.step, spike.time) not in self._spikes_seen.get(name, ()):
+                        self.notify(spike_notice(name, spike), severity="warning", timeout=10)
+        self._spikes_seen = seen
 
     def watch_axis(self) -> None:
         self.redraw()
