@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import engine.runs.events
-from engine.runs.events import EvalDone, MetricsWriter
+from engine.runs.events import EvalDone, LossSpike, MetricsWriter, StepDone, UpdateRatios
 from engine.runs.store import RunStore
 from tui_gpt.app.app import TuiGptApp
 from tui_gpt.app.services.model_catalog import ModelChoice
@@ -147,6 +147,40 @@ async def test_the_app_reads_what_a_metrics_file_gained_once_and_every_pane_sees
         await pilot.press("f3")
         await wait_for(pilot, lambda: "7.250" in shown_text(app.query_one("#stats-latest")), what="the stats")
         assert len(opened) == 2 and {path.parent.name for path in opened} == {"alpha"}
+
+
+def spike_notices(app: TuiGptApp) -> list[str]:
+    return [n.message for n in app._notifications if "loss spike" in n.message]
+
+
+async def test_stats_shows_the_health_of_new_steps_and_notifies_a_loss_spike_once(data_dir):
+    make_run(data_dir, "alpha", evals=2)
+    metrics = RunStore(data_dir).open("alpha").metrics_path
+    writer = MetricsWriter(metrics)
+    writer.write(LossSpike(step=5, loss=12.0, recent_mean=9.0, recent_std=0.1, reason="spike"))  # old news
+    writer.close()
+    app = TuiGptApp(data_dir)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_until_ready(pilot, app)
+        await pilot.press("f3")
+        health = app.query_one("#stats-health-numbers")
+        await wait_for(pilot, lambda: "grad norm" in shown_text(health), what="the health numbers")
+        assert app.query_one("#stats-health").border_title == "Health · alpha · 1 loss spike"
+        writer = MetricsWriter(metrics)
+        writer.write(StepDone(step=20, epoch=0, tokens_seen=1344, loss=6.0, lr=4e-4, tokens_per_sec=1234.0,
+                              step_time=0.21, grad_norm=1.23, mfu=0.12))
+        writer.write(UpdateRatios(step=20, ratios={"tok_emb.weight": 1e-3, "trf_blocks.1.ff.layers.0.weight": 4.5e-3,
+                                                   "out_head.weight": 1.2e-3}))
+        writer.write(LossSpike(step=21, loss=9.5, recent_mean=6.0, recent_std=0.2, reason="spike"))
+        writer.close()
+        await wait_for(pilot, lambda: "1.23" in shown_text(health), what="the new step")
+        lines = shown_text(health).splitlines()
+        assert lines[0].strip() == "grad norm 1.23 · lr 4.0e-04 · 1,234 tok/s · 0.21 s/step · MFU 12%"
+        assert lines[1].strip() == "update/weight median 1.2e-03 · max 4.5e-03 (trf_blocks.1.ff.layers.0.weight)"
+        await wait_for(pilot, lambda: spike_notices(app), what="the notification")
+        await pilot.pause(0.6)  # a poll or two more
+        assert spike_notices(app) == ["alpha: loss spike at step 22: 9.500 (recent mean 6.000)"]
+        assert app.query_one("#stats-health").border_title == "Health · alpha · 2 loss spikes"
 
 
 async def test_e_exports_the_selected_run_as_a_hugging_face_folder(data_dir):
