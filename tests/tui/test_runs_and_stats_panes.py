@@ -11,6 +11,7 @@ from tui_gpt.app.app import TuiGptApp
 from tui_gpt.app.services.model_catalog import ModelChoice
 from tui_gpt.app.screens.confirm import ConfirmScreen
 from tui_gpt.app.panes.prompt.prompt_pane import PromptPane
+from tui_gpt.app.panes.stats.health_block import layer_ratios
 from tui_gpt.app.panes.stats.stats_pane import StatsPane
 
 from .helpers import make_run, shown_text, wait_for, wait_until_ready
@@ -181,6 +182,12 @@ async def test_stats_shows_the_health_of_new_steps_and_notifies_a_loss_spike_onc
         await pilot.pause(0.6)  # a poll or two more
         assert spike_notices(app) == ["alpha: loss spike at step 22: 9.500 (recent mean 6.000)"]
         assert app.query_one("#stats-health").border_title == "Health · alpha · 2 loss spikes"
+
+
+def test_per_layer_ratios_keep_the_largest_of_each_block_in_model_order():
+    ratios = {"tok_emb.weight": 1e-3, "trf_blocks.0.att.W_query.weight": 2e-3, "trf_blocks.0.ff.layers.0.bias": None,
+              "trf_blocks.0.norm1.scale": 5e-3, "trf_blocks.1.att.out_proj.weight": 3e-3, "out_head.weight": 4e-3}
+    assert layer_ratios(ratios) == {"tok_emb": 1e-3, "trf_blocks.0": 5e-3, "trf_blocks.1": 3e-3, "out_head": 4e-3}
 
 
 async def test_e_exports_the_selected_run_as_a_hugging_face_folder(data_dir):
