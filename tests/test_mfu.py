@@ -87,3 +87,14 @@ def test_on_a_gpu_the_peak_is_the_data_sheet_one_for_the_precision(monkeypatch):
     monkeypatch.setattr(torch.cuda, "get_device_name", lambda device=None: "NVIDIA H200")
     assert peak_flops(torch.device("cuda"), torch.bfloat16) == 989e12
     assert peak_flops(torch.device("cuda"), None) == 67e12
+
+
+def test_measuring_the_cpu_matmul_rate_draws_nothing_from_torchs_global_generator(tmp_path):
+    import torch
+
+    from engine.training.mfu import peak_flops
+
+    torch.manual_seed(123)
+    before = torch.get_rng_state()
+    peak_flops(torch.device("cpu"), None, tmp_path)
+    assert torch.equal(torch.get_rng_state(), before)  # a seeded run draws exactly what it would without MFU
