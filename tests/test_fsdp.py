@@ -64,14 +64,18 @@ def test_an_fsdp_run_trains_as_ddp_saves_its_checkpoints_and_resumes_under_eithe
     torchrun_train(data, "--corpus", str(corpus), "--run-name", "fsdp", "--max-steps", "3", "--fsdp", *TINY)
 
     # The same initial weights and batches: the same losses, up to the order of float sums.
-    ddp_steps = [e for e in events(ddp_data, "ddp") if isinstance(e, StepDone)]
-    fsdp_steps = [e for e in events(data, "fsdp") if isinstance(e, StepDone)]
+    ddp_events, fsdp_events = events(ddp_data, "ddp"), events(data, "fsdp")
+
+    def first(kind, recorded):
+        return next(e for e in recorded if isinstance(e, kind))
+
+    ddp_steps = [e for e in ddp_events if isinstance(e, StepDone)]
+    fsdp_steps = [e for e in fsdp_events if isinstance(e, StepDone)]
     assert [e.loss for e in fsdp_steps] == pytest.approx([e.loss for e in ddp_steps], rel=1e-4)
-    # Norms over sharded parameters are those of the whole tensors.
+    # Sizes and norms over sharded parameters are those of the whole tensors.
+    assert first(RunStarted, fsdp_events).n_params == first(RunStarted, ddp_events).n_params
     assert [e.grad_norm for e in fsdp_steps] == pytest.approx([e.grad_norm for e in ddp_steps], rel=1e-3)
-    ddp_ratios = next(e.ratios for e in events(ddp_data, "ddp") if isinstance(e, UpdateRatios))
-    fsdp_ratios = next(e.ratios for e in events(data, "fsdp") if isinstance(e, UpdateRatios))
-    assert fsdp_ratios == pytest.approx(ddp_ratios, rel=1e-3)
+    assert first(UpdateRatios, fsdp_events).ratios == pytest.approx(first(UpdateRatios, ddp_events).ratios, rel=1e-3)
     ddp_checkpoint = Path(latest_checkpoint(ddp_data / "runs" / "ddp" / "checkpoints").path)
     fsdp_checkpoint = Path(latest_checkpoint(data / "runs" / "fsdp" / "checkpoints").path)
     assert sorted(p.name for p in fsdp_checkpoint.iterdir()) == sorted(p.name for p in ddp_checkpoint.iterdir())
@@ -85,10 +89,14 @@ def test_an_fsdp_run_trains_as_ddp_saves_its_checkpoints_and_resumes_under_eithe
 
     torchrun_train(data, "--run-name", "fsdp", "--resume", "--max-steps", "5", "--no-fsdp")
     torchrun_train(data, "--run-name", "fsdp", "--resume", "--max-steps", "7", "--fsdp")
+    torchrun_train(ddp_data, "--run-name", "ddp", "--resume", "--max-steps", "7")
     recorded = events(data, "fsdp")
     assert [e.step for e in recorded if isinstance(e, StepDone)] == list(range(7))
     assert [e.resumed for e in recorded if isinstance(e, RunStarted)] == [False, True, True]
     assert latest_checkpoint(data / "runs" / "fsdp" / "checkpoints").step == 7
+    # Moved between FSDP and DDP twice, the run went on as the one that stayed under DDP.
+    assert ([e.loss for e in recorded if isinstance(e, StepDone)]
+            == pytest.approx([e.loss for e in events(ddp_data, "ddp") if isinstance(e, StepDone)], rel=1e-4))
 
 
 def test_a_run_started_under_ddp_resumes_under_fsdp_where_it_stopped(corpus, tmp_path):
