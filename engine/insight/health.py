@@ -34,10 +34,19 @@ def update_to_weight_ratios(named_parameters: Iterable[tuple[str, torch.Tensor]]
     for name, p in named_parameters:
         if name in before:
             old = before[name].float()
-            norm = old.norm().item()
+            norm = _whole_norm(old)
             if norm:
-                ratios[name] = (p.detach().float() - old).norm().item() / norm
+                ratios[name] = _whole_norm(p.detach().float() - old) / norm
     return ratios
+
+
+def _whole_norm(tensor: torch.Tensor) -> float:
+    """The Frobenius norm of the whole tensor, also of an FSDP-sharded one (a DTensor).
+
+    A sharded tensor's norm is a partial result, and its `.item()` is this rank's part alone.
+    """
+    norm = tensor.norm()
+    return (norm.full_tensor() if hasattr(norm, "full_tensor") else norm).item()
 
 
 @dataclass(frozen=True)

@@ -51,8 +51,12 @@ def save_checkpoint(
     training_meta: Any,
     val_loss: float | None,
     keep_last: int = 3,
+    model_state: dict[str, torch.Tensor] | None = None,
 ) -> Path:
-    """Save a complete checkpoint for `step`, then keep only the newest `keep_last` and the best."""
+    """Save a complete checkpoint for `step`, then keep only the newest `keep_last` and the best.
+
+    `model_state` is the model's full state when its parameters are sharded (FSDP); else `model.state_dict()`.
+    """
     if keep_last < 1:
         raise ConfigError(f"keep_last must be at least 1, got {keep_last}")
     checkpoints_dir = Path(checkpoints_dir)
@@ -64,7 +68,7 @@ def save_checkpoint(
         checkpoints_dir.mkdir(parents=True, exist_ok=True)
         remove_dir(temp)
         temp.mkdir()
-        _write_contents(temp, step, _unwrap(model), training_tensors, training_meta, val_loss)
+        _write_contents(temp, step, _unwrap(model), training_tensors, training_meta, val_loss, model_state)
         move_into_place(temp, final)
     except BaseException as exc:
         remove_dir(temp)
@@ -92,9 +96,9 @@ def _unwrap(model: nn.Module) -> nn.Module:
 
 
 def _write_contents(folder: Path, step: int, model: nn.Module, training_tensors: dict[str, torch.Tensor],
-                    training_meta: Any, val_loss: float | None) -> None:
+                    training_meta: Any, val_loss: float | None, model_state: dict[str, torch.Tensor] | None) -> None:
     config: GPTConfig = model.cfg
-    weights = model.state_dict()
+    weights = dict(model.state_dict() if model_state is None else model_state)
     if config.tie_embeddings:
         del weights["out_head.weight"]  # the same tensor as tok_emb.weight; re-tied on load
     save_tensors(weights, folder / MODEL_WEIGHTS)

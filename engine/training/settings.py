@@ -191,6 +191,11 @@ class TrainConfig:
     compile: bool = setting(False, "--compile", "Compile",
                             "torch.compile the model for training (needs a C++ compiler on a CPU); "
                             "the first step includes the compile time", CHECKPOINTS)
+    fsdp: bool = setting(False, "--fsdp", "FSDP",
+                         "under torchrun, shard the weights, gradients and optimizer state across the processes "
+                         "(FSDP2) instead of copying them to each (DDP), for a model too large for one GPU; "
+                         "on one process it trains as without it. A resumed run keeps it unless --no-fsdp; "
+                         "checkpoints are the same either way", CHECKPOINTS)
 
     def __post_init__(self) -> None:
         for declared in SETTINGS:

@@ -28,6 +28,7 @@ from engine.data.windows import TokenWindowDataset
 from engine.training.device import autocast_dtype
 from engine.training.mfu import peak_flops, training_flops_per_token
 from engine.fast.chunked_loss import chunked_loss_batch
+from engine.training.loss import calc_loss_batch
 from engine.fast.compiled import compile_for_training
 from engine.errors import ConfigError, CorpusError, RunError, TuiGptError
 from engine.runs.events import (CheckpointSaved, EvalDone, Event, MetricsWriter, RunEnded, RunStarted, SampleGenerated,
@@ -118,8 +119,16 @@ def _replay(dataset, order: list[int], batch_size: int, skip: int):
         yield default_collate([dataset[i] for i in order[start : start + batch_size]])
 
 
-def _shard(dataset, ctx: distributed.Distributed):
-    return Subset(dataset, range(ctx.rank, len(dataset), ctx.world_size)) if ctx.enabled else dataset
+def _shard(dataset, ctx: distributed.Distributed, even: bool = False):
+    """This rank's every world_size-th window; with `even`, the same number on every rank.
+
+    Under FSDP every forward pass is a collective (each block gathers its weights),
+    so all ranks must evaluate the same number of batches.
+    """
+    if not ctx.enabled:
+        return dataset
+    end = len(dataset) - len(dataset) % ctx.world_size if even else len(dataset)
+    return Subset(dataset, range(ctx.rank, end, ctx.world_size))
 
 
 def _build_model(config: TrainConfig, device: torch.device) -> GPTModel:
@@ -229,6 +238,11 @@ def _train(config, ctx, device, run_name, data_dir, resume, corpus_named, on_eve
         else:
             torch.manual_seed(config.seed)  # right before the model: the book's initial weights for seed 123
             model = _build_model(config, device)
+        sharded = config.fsdp and ctx.enabled  # on one process there is nothing to shard across
+        if sharded:
+            from engine.training.sharding import shard_model
+
+            shard_model(model)  # before the optimizer, which must hold the sharded parameters
         context = model.cfg.context_length
         require_tokens(len(splits.train), context, "training")
         require_tokens(len(splits.val), context, "validation")
@@ -245,7 +259,7 @@ def _train(config, ctx, device, run_name, data_dir, resume, corpus_named, on_eve
         total_steps = config.max_steps or epochs * steps_per_epoch
         optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay,
                                       fused=True if device.type in ("cuda", "cpu") else None)
-        resumed = _load_resume_state(run, model, optimizer, corpus.fingerprint, say) if resume else None
+        resumed = _load_resume_state(run, model, optimizer, corpus.fingerprint, say, sharded) if resume else None
 
         if not resume:
             if ctx.is_main:
@@ -264,7 +278,7 @@ def _train(config, ctx, device, run_name, data_dir, resume, corpus_named, on_eve
         # Only the first rank reports MFU; on a CPU its peak is measured once per machine (cached).
         peak = peak_flops(device, autocast_dtype(device, config.precision), store.cache_dir) if ctx.is_main else None
         return _train_locked(config, ctx, device, run, model, optimizer, resumed, data, epochs, total_steps,
-                             corpus.fingerprint, on_event, should_stop, say, peak)
+                             corpus.fingerprint, on_event, should_stop, say, peak, sharded)
 
 
 def _training_data(config: TrainConfig, cache_dir: Path, say=lambda line: None):
@@ -305,13 +319,18 @@ class _ResumeState:
     rng: dict
 
 
-def _load_resume_state(run, model, optimizer, fingerprint: str, say) -> _ResumeState:
+def _load_resume_state(run, model, optimizer, fingerprint: str, say, sharded: bool) -> _ResumeState:
     restored = {}
 
     def restore(checkpoint) -> None:
         state = checkpoint.training_state()
-        model.load_state_dict(checkpoint.model_state)
-        optimizer.load_state_dict(state["optimizer"])
+        if sharded:
+            from engine.training.sharding import load_full_state
+
+            load_full_state(model, optimizer, checkpoint.model_state, state["optimizer"])
+        else:
+            model.load_state_dict(checkpoint.model_state)
+            optimizer.load_state_dict(state["optimizer"])
         position = LoopPosition(**state["position"])
         if not isinstance(state["corpus_fingerprint"], str) or "rank0" not in state["rng"]:
             raise ValueError("no corpus fingerprint or random state")
@@ -332,7 +351,8 @@ def _load_resume_state(run, model, optimizer, fingerprint: str, say) -> _ResumeS
 
 
 def _train_locked(config, ctx, device, run, model, optimizer, resumed: _ResumeState | None, data: _RunData,
-                  epochs, total_steps, fingerprint, on_event, should_stop, say, peak: float | None) -> RunOutcome:
+                  epochs, total_steps, fingerprint, on_event, should_stop, say, peak: float | None,
+                  sharded: bool) -> RunOutcome:
     train_set, val_set = data.train, data.val
     position = resumed.position if resumed else LoopPosition()
     resume_order = resumed.order if resumed else None
@@ -355,7 +375,10 @@ def _train_locked(config, ctx, device, run, model, optimizer, resumed: _ResumeSt
         if on_event and ctx.is_main:
             on_event(event)
 
-    if ctx.enabled:
+    if sharded:
+        # A stop request cuts a sample short; under FSDP every rank must cut it at the same token.
+        should_stop = _agreed(should_stop, ctx)
+    elif ctx.enabled:
         from torch.nn.parallel import DistributedDataParallel
 
         train_model = DistributedDataParallel(train_model, device_ids=[device.index] if device.type == "cuda" else None)
@@ -369,8 +392,10 @@ def _train_locked(config, ctx, device, run, model, optimizer, resumed: _ResumeSt
     train_loader = DataLoader(train_set, batch_size=config.batch_size, sampler=sampler, drop_last=True)
     # The book evaluates on its shuffled training loader; a second loader keeps that draw
     # from disturbing the order the training loop is recording.
-    train_eval_loader = DataLoader(_shard(train_set, ctx), batch_size=config.batch_size, shuffle=True, drop_last=True)
-    val_loader = DataLoader(_shard(val_set, ctx), batch_size=config.batch_size, shuffle=False, drop_last=False)
+    train_eval_loader = DataLoader(_shard(train_set, ctx, even=sharded), batch_size=config.batch_size, shuffle=True,
+                                   drop_last=True)
+    val_loader = DataLoader(_shard(val_set, ctx, even=sharded), batch_size=config.batch_size, shuffle=False,
+                            drop_last=False)
 
     def epoch_batches(epoch: int, skip: int):
         nonlocal resume_order
@@ -386,13 +411,18 @@ def _train_locked(config, ctx, device, run, model, optimizer, resumed: _ResumeSt
         rng = {f"rank{r}": s for r, s in enumerate(ctx.gather_tensor(torch.get_rng_state()))}
         if device.type == "cuda":
             rng["cuda"] = torch.cuda.get_rng_state(device)
-        # Rank 0 saves; a failure there (a full disk) ends every rank with its message.
-        ctx.run_on_main(lambda: save_checkpoint_now(reason, rng))
+        model_state = optimizer_state = None
+        if sharded:  # every rank sends its shards; rank 0 receives the whole state
+            from engine.training.sharding import full_model_state, full_optimizer_state
 
-    def save_checkpoint_now(reason: str, rng: dict) -> None:
+            model_state, optimizer_state = full_model_state(model), full_optimizer_state(model, optimizer)
+        # Rank 0 saves; a failure there (a full disk) ends every rank with its message.
+        ctx.run_on_main(lambda: save_checkpoint_now(reason, rng, model_state, optimizer_state))
+
+    def save_checkpoint_now(reason: str, rng: dict, model_state, optimizer_state) -> None:
         tensors, meta = state_to_tensors({
             "format": CHECKPOINT_FORMAT,
-            "optimizer": optimizer.state_dict(),
+            "optimizer": optimizer.state_dict() if optimizer_state is None else optimizer_state,
             "position": asdict(loop.pos),
             "order": torch.tensor(sampler.order, dtype=torch.int64),
             "rng": rng,
@@ -401,7 +431,7 @@ def _train_locked(config, ctx, device, run, model, optimizer, resumed: _ResumeSt
             "reason": reason,
         })
         path = save_checkpoint(run.checkpoints_dir, loop.pos.step, model, tensors, meta,
-                               val_loss=loop.pos.last_val_loss, keep_last=config.keep_last)
+                               val_loss=loop.pos.last_val_loss, keep_last=config.keep_last, model_state=model_state)
         emit(CheckpointSaved(step=loop.pos.step, path=str(path), val_loss=loop.pos.last_val_loss,
                              best=_is_best(run.checkpoints_dir, path)))
 
@@ -417,7 +447,9 @@ def _train_locked(config, ctx, device, run, model, optimizer, resumed: _ResumeSt
         train_model, optimizer, device, settings, get_tokenizer(), epoch_batches, train_eval_loader, val_loader,
         emit=emit, should_stop=should_stop, on_checkpoint=on_checkpoint, position=position, raw_model=model,
         checkpoint_every=config.checkpoint_every, checkpoint_minutes=config.checkpoint_minutes, world_size=ctx.world_size,
-        loss_batch=chunked_loss_batch, agree=ctx.any, average=ctx.mean,
+        # The chunked loss applies the output head's weight outside the model's forward, where FSDP
+        # holds only this rank's shard of it (a DTensor) and would not reduce its gradient: the book's loss.
+        loss_batch=calc_loss_batch if sharded else chunked_loss_batch, agree=ctx.any, average=ctx.mean,
     )
     if resumed:
         # Last, after everything that draws random numbers while setting up.
@@ -457,6 +489,10 @@ def _train_locked(config, ctx, device, run, model, optimizer, resumed: _ResumeSt
                 writer.close()
             run_log.close()
     return RunOutcome(run_name=run.name, state=state, step=loop.pos.step, message=message)
+
+
+def _agreed(should_stop: Callable[[], bool], ctx: distributed.Distributed) -> Callable[[], bool]:
+    return lambda: ctx.any(should_stop())
 
 
 def _is_best(checkpoints_dir: Path, path: Path) -> bool:
