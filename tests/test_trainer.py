@@ -166,7 +166,8 @@ def test_torchrun_two_gloo_ranks_train_and_resume(corpus, tmp_path):
         outcome = train_run(None if resume else config, run_name="ddp", data_dir={str(data_dir)!r}, resume=resume,
                             on_event=lambda e: steps.append(e) if isinstance(e, StepDone) else None,
                             should_stop=lambda: (not resume) and len(steps) >= 3)
-        print("rank", os.environ["RANK"], outcome.state, outcome.step)
+        # One write per line: the ranks end together and share the same stdout.
+        os.write(1, f"rank {{os.environ['RANK']}} {{outcome.state}} {{outcome.step}}\\n".encode())
     """))
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
     for phase, expected in (("start", "stopped 3"), ("resume", "finished 6")):

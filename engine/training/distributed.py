@@ -7,6 +7,7 @@ run folder; the others train on their own shard of the data and follow.
 
 from __future__ import annotations
 
+import contextlib
 import os
 from dataclasses import dataclass
 from typing import Callable
@@ -121,4 +122,8 @@ def setup(device_name: str) -> tuple[Distributed, torch.device]:
 
 def teardown(ctx: Distributed) -> None:
     if ctx.enabled and dist.is_initialized():
+        # Leave together: a rank that destroys its gloo group while another still talks to it
+        # can make that other rank's gloo threads abort the process at exit.
+        with contextlib.suppress(RuntimeError):
+            dist.barrier()
         dist.destroy_process_group()

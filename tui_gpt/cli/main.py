@@ -178,7 +178,9 @@ def _gives_old_run_option(argv: Sequence[str]) -> bool:
 
 
 def print_error(message: str) -> None:
-    print(f"tui-gpt: error: {_one_line(message)}", file=sys.stderr)
+    # One write, so that torchrun's ranks, which share stderr and end together, never interleave a line.
+    sys.stderr.write(f"tui-gpt: error: {_one_line(message)}\n")
+    sys.stderr.flush()
 
 
 def _one_line(text: str) -> str:
