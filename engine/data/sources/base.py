@@ -81,3 +81,19 @@ def stamp_digest(kind: str, paths: list[Path], root: Path | None, *options: str)
                 file.seek(max(_SAMPLE_BYTES, stat.st_size - _SAMPLE_BYTES))
                 hasher.update(file.read(_SAMPLE_BYTES))
     return hasher.hexdigest()
+
+
+class RecordFile:
+    """A file of records whose `text_field` is the document (JSON Lines, Parquet): what they share."""
+
+    kind = "records"
+
+    def __init__(self, path: Path, text_field: str = "text"):
+        self.path = path
+        self.name = path.name
+        self.text_field = text_field
+        self.size_bytes = path.stat().st_size
+        self.counter = ByteCounter()
+
+    def fingerprint(self) -> str:
+        return stamp_digest(self.kind, [self.path], None, self.text_field)

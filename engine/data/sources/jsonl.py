@@ -11,25 +11,18 @@ import json
 from pathlib import Path
 from typing import Iterator
 
-from engine.data.sources.base import ByteCounter, stamp_digest
+from engine.data.sources.base import RecordFile
 from engine.data.sources.compression import open_stream
 from engine.errors import CorpusError
 
 
-class JsonLinesFile:
+class JsonLinesFile(RecordFile):
     kind = "jsonl"
 
     def __init__(self, path: Path, text_field: str = "text"):
-        self.path = path
-        self.name = path.name
-        self.text_field = text_field
-        self.size_bytes = path.stat().st_size
-        self.counter = ByteCounter()
+        super().__init__(path, text_field)
         self.bad_lines: list[int] = []  # 1-based numbers of lines that are not JSON (the first few)
         self.n_bad_lines = 0
-
-    def fingerprint(self) -> str:
-        return stamp_digest(self.kind, [self.path], None, self.text_field)
 
     def bytes_read(self) -> int:
         return self.counter.total()

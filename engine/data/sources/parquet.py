@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import shutil
 import tempfile
-from pathlib import Path
 from typing import Iterator
 
-from engine.data.sources.base import ByteCounter, stamp_digest
+from engine.data.sources.base import RecordFile
 from engine.data.sources.compression import compression_of, open_stream
 from engine.errors import CorpusError
 
@@ -20,18 +19,8 @@ def _pyarrow_parquet():
     return pq
 
 
-class ParquetFile:
+class ParquetFile(RecordFile):
     kind = "parquet"
-
-    def __init__(self, path: Path, text_field: str = "text"):
-        self.path = path
-        self.name = path.name
-        self.text_field = text_field
-        self.size_bytes = path.stat().st_size
-        self.counter = ByteCounter()
-
-    def fingerprint(self) -> str:
-        return stamp_digest(self.kind, [self.path], None, self.text_field)
 
     def bytes_read(self) -> int:
         return self.counter.done
