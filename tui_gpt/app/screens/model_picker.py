@@ -3,15 +3,21 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING, Callable
 
 from textual.app import ComposeResult
 from textual.containers import Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Footer, Input, OptionList, Static
+from textual.widget import Widget
 from textual.widgets.option_list import Option
 
 from tui_gpt.app import bindings
-from tui_gpt.app.services.model_catalog import ModelChoice
+from tui_gpt.app.services.failures import describe_error
+from tui_gpt.app.services.model_catalog import ModelChoice, available_choices
+
+if TYPE_CHECKING:
+    from tui_gpt.app.services.engine_session import EngineSession
 
 _SECTIONS = (("run", "Trained runs"), ("pretrained", "GPT-2 weights found locally"), ("fresh", "Fresh, untrained"))
 
@@ -67,3 +73,17 @@ class ModelPicker(ModalScreen[ModelChoice | None]):
 
     def action_cancel(self) -> None:
         self.dismiss(None)
+
+
+def pick_model(widget: Widget, session: EngineSession | None, current: ModelChoice | None,
+               then: Callable[[ModelChoice], None], question: str = "Choose the model to prompt") -> None:
+    """Offer every model (runs, local GPT-2, presets) in the picker; `then` gets the one chosen, if any."""
+    if session is None:
+        widget.notify("The engine is still loading.", title="Model", severity="warning")
+        return
+    try:
+        choices = available_choices(session.store.list())
+    except Exception as exc:  # an unreadable data dir or model cache
+        widget.notify(describe_error(exc), title="Model", severity="error")
+        return
+    widget.app.push_screen(ModelPicker(choices, current, question), lambda c: then(c) if c is not None else None)

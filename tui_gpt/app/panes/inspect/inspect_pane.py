@@ -28,11 +28,11 @@ from tui_gpt.app.panes.inspect.compare_view import render_comparison
 from tui_gpt.app.panes.inspect.lens_view import render_lens
 from tui_gpt.app.panes.inspect.scored_text import ScoredTextView, legend
 from tui_gpt.app.panes.inspect.token_detail import render_token, render_totals
-from tui_gpt.app.screens.model_picker import ModelPicker
+from tui_gpt.app.screens.model_picker import pick_model
 from tui_gpt.app.screens.open_file import OpenFileScreen
 from tui_gpt.app.services.engine_session import EngineSession
 from tui_gpt.app.services.failures import describe_error
-from tui_gpt.app.services.model_catalog import DEFAULT_CHOICE, LoadedModel, ModelChoice, available_choices, load_choice
+from tui_gpt.app.services.model_catalog import DEFAULT_CHOICE, LoadedModel, ModelChoice, load_choice
 
 class InspectPane(Vertical):
     BINDINGS = bindings.INSPECT_PANE + bindings.INSPECT_VIEWS
@@ -162,15 +162,7 @@ class InspectPane(Vertical):
         self.text_input.focus()
 
     def _pick(self, question: str, current: ModelChoice | None, then: Callable[[ModelChoice], None]) -> None:
-        if self.session is None:
-            self.notify("The engine is still loading.", title="Inspect", severity="warning")
-            return
-        try:
-            choices = available_choices(self.session.store.list())
-        except Exception as exc:  # an unreadable data dir or model cache
-            self.notify(describe_error(exc), title="Model", severity="error")
-            return
-        self.app.push_screen(ModelPicker(choices, current, question), lambda c: then(c) if c is not None else None)
+        pick_model(self, self.session, current, then, question)
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         on_tokens = self.tokens_view.has_focus

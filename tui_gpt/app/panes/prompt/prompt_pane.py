@@ -24,9 +24,9 @@ from tui_gpt.app.services.engine_session import EngineSession
 from tui_gpt.app.services.failures import describe_error
 from tui_gpt.app.services.generation_job import DrainPacer, GenerationSettings, TokenBuffer, run_generation
 from tui_gpt.app.messages import ModelLoaded, ModelLoadFailed, ModelStatus
-from tui_gpt.app.services.model_catalog import DEFAULT_CHOICE, LoadedModel, ModelChoice, available_choices, load_choice
+from tui_gpt.app.services.model_catalog import DEFAULT_CHOICE, LoadedModel, ModelChoice, load_choice
 from tui_gpt.app.screens.confirm import ConfirmScreen
-from tui_gpt.app.screens.model_picker import ModelPicker
+from tui_gpt.app.screens.model_picker import pick_model
 from tui_gpt.app.services.transcripts import Exchange
 from tui_gpt.app.panes.prompt.exchange_view import ExchangeView
 from tui_gpt.app.panes.prompt.generation_settings import GenerationSettingsPanel, SettingsError
@@ -146,21 +146,7 @@ class PromptPane(Vertical):
             self.post_message(ModelStatus(text))
 
     def action_choose_model(self) -> None:
-        if self.session is None:
-            self.notify("The engine is still loading.", title="Model", severity="warning")
-            return
-        try:
-            choices = available_choices(self.session.store.list())
-        except Exception as exc:  # an unreadable data dir or model cache
-            self.notify(describe_error(exc), title="Model", severity="error")
-            return
-        current = self.loaded.choice if self.loaded else None
-
-        def chosen(choice: ModelChoice | None) -> None:
-            if choice is not None:
-                self.load_model(choice)
-
-        self.app.push_screen(ModelPicker(choices, current), chosen)
+        pick_model(self, self.session, self.loaded.choice if self.loaded else None, self.load_model)
 
     # -- generating -----------------------------------------------------------------------------
 
