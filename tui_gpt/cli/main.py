@@ -147,6 +147,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         print_error("--run is now --run-name: write --run-name NAME")
         return EXIT_BAD_INPUT
     args = build_parser().parse_args(argv)
+    code = _run_command(args)
+    if _is_torchrun_rank():
+        _leave_now(code)
+    return code
+
+
+def _run_command(args: argparse.Namespace) -> int:
     try:
         return args.handler(args)
     except KeyboardInterrupt:
@@ -158,6 +165,27 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_FAILED
     except Exception as exc:  # the one place where any failure becomes one line, never a traceback
         return _report_failure(exc, args)
+
+
+def _is_torchrun_rank() -> bool:
+    return os.environ.get("WORLD_SIZE", "1").strip() not in ("", "0", "1") and "torch.distributed" in sys.modules
+
+
+def _leave_now(code: int) -> None:
+    """End a torchrun rank without the interpreter's finalization, once everything is written.
+
+    The process group outlives destroy_process_group where something still refers to it
+    (FSDP's device mesh does), and gloo's worker threads keep tensors from the last
+    collectives. Freeing those while the interpreter is being torn down can abort the
+    process ("terminate called without an active exception"), and torchrun then reports
+    a run that finished and saved as failed. Every file the run wrote is closed by now.
+    """
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):  # a reader that left, a closed stream: nothing more to say
+            pass
+    os._exit(code)
 
 
 # -- the run's name ---------------------------------------------------------------------------
