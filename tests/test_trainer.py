@@ -217,3 +217,46 @@ def test_torchrun_a_failed_save_on_rank_0_ends_every_rank_with_its_message(corpu
     assert result.returncode != 0
     expected = "tui-gpt: error: run ddp failed at step 2: cannot save the checkpoint: disk full"
     assert result.stderr.count(expected) == 2, result.stdout + result.stderr[-6000:]
+
+
+def test_torchrun_two_gloo_ranks_train_on_a_folder_of_shards_prepared_once(tmp_path, verdict_text):
+    """A folder of JSON Lines and Parquet shards: rank 0 prepares it, both ranks train on their parts."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    paragraphs = [p for p in verdict_text.split("\n\n") if p.strip()]
+    shards = tmp_path / "shards"
+    shards.mkdir()
+    for index in range(2):
+        records = paragraphs[index::3]
+        (shards / f"part-{index}.jsonl").write_text("\n".join(json.dumps({"text": t}) for t in records) + "\n")
+    pq.write_table(pa.table({"text": paragraphs[2::3]}), shards / "part-2.parquet")
+    data_dir = tmp_path / "data"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
+
+    def torchrun_train(*args: str) -> subprocess.CompletedProcess:
+        result = subprocess.run(
+            [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--standalone", "-m", "tui_gpt",
+             "train", "--data-dir", str(data_dir), "--run-name", "shards", *args],
+            cwd=REPO, env=env, capture_output=True, text=True, timeout=300, check=False,
+        )
+        assert result.returncode == 0, result.stdout + result.stderr[-6000:]
+        return result
+
+    torchrun_train("--corpus", str(shards), "--preset", "gpt-nano", "--context-length", "32", "--batch-size", "2",
+                   "--max-steps", "3", "--eval-freq", "3", "--eval-iter", "1", "--sample-tokens", "2",
+                   "--device", "cpu", "--precision", "fp32")
+    torchrun_train("--resume", "--max-steps", "5")
+
+    # Prepared once, by rank 0, into one cache entry that both runs read.
+    prepared = [p for p in (data_dir / "cache").rglob("meta.json")]
+    assert len(prepared) == 1, prepared
+    meta = json.loads(prepared[0].read_text())
+    assert meta["train_documents"] + meta["val_documents"] == len(paragraphs)
+    events = MetricsReader(data_dir / "runs" / "shards" / "metrics.jsonl").read_new()
+    assert [e.world_size for e in events if isinstance(e, RunStarted)] == [2, 2]
+    assert [e.step for e in events if isinstance(e, StepDone)] == [0, 1, 2, 3, 4]
+    # Every step took a batch of 2 windows of 32 tokens from each rank's part.
+    assert [e.tokens_seen for e in events if isinstance(e, StepDone)] == [128 * (step + 1) for step in range(5)]
+    assert [e.step for e in events if isinstance(e, EvalDone)] == [0, 3]  # every third step, across the resume
+    assert json.loads((data_dir / "runs" / "shards" / "status.json").read_text())["state"] == "finished"
