@@ -2,21 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 
 from engine.errors import ConfigError
+from engine.model import generation
+from engine.model.generation import Alternative
 from engine.model.tokenizer import END_OF_TEXT, get_tokenizer
-
-
-@dataclass(frozen=True)
-class Alternative:
-    """A candidate next token and the probability the model gave it."""
-
-    token_id: int
-    text: str
-    prob: float
 
 
 def encode(text: str, tokenizer=None) -> list[int]:
@@ -30,7 +21,7 @@ def encode(text: str, tokenizer=None) -> list[int]:
 
 def token_text(token_id: int, tokenizer=None) -> str:
     """How one token reads on its own (a token holding part of a character shows as U+FFFD)."""
-    return (tokenizer or get_tokenizer()).decode([token_id])
+    return generation.token_text(tokenizer or get_tokenizer(), token_id)
 
 
 def token_bytes(token_id: int, tokenizer=None) -> int:
@@ -40,8 +31,7 @@ def token_bytes(token_id: int, tokenizer=None) -> int:
 
 def top_alternatives(probs: torch.Tensor, k: int, tokenizer=None) -> list[Alternative]:
     """The k most likely tokens of one probability vector, most likely first."""
-    values, ids = probs.topk(min(k, probs.shape[-1]))
-    return [Alternative(int(i), token_text(int(i), tokenizer), float(p)) for p, i in zip(values.tolist(), ids.tolist())]
+    return generation.top_alternatives(probs, k, tokenizer or get_tokenizer())
 
 
 def model_device(model: torch.nn.Module) -> torch.device:

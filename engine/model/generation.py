@@ -112,9 +112,22 @@ def generate(model: GPTModel, idx: torch.Tensor, max_new_tokens: int, context_si
 
 @dataclass(frozen=True)
 class Alternative:
+    """A candidate next token and the probability the model gave it."""
+
     token_id: int
     text: str
     prob: float
+
+
+def top_alternatives(probs: torch.Tensor, k: int, tokenizer) -> list[Alternative]:
+    """The k most likely tokens of one probability vector, most likely first."""
+    values, ids = probs.topk(min(k, probs.shape[-1]))
+    return [Alternative(int(i), token_text(tokenizer, int(i)), float(p)) for p, i in zip(values.tolist(), ids.tolist())]
+
+
+def token_text(tokenizer, token_id: int) -> str:
+    """How one token reads on its own (a token holding part of a character shows as U+FFFD)."""
+    return tokenizer.decode_single_token_bytes(token_id).decode("utf-8", errors="replace")
 
 
 @dataclass(frozen=True)
@@ -159,24 +172,16 @@ def stream(model: GPTModel, tokenizer, prompt: "str | torch.Tensor", max_new_tok
                 return
             token = int(_choose(logits, temperature, top_k, top_p, generator))
             probs = torch.softmax(logits[0].float(), dim=-1)
-            top = torch.topk(probs, min(n_alternatives, probs.shape[-1]))
             last = index == max_new_tokens - 1 or token == eos_id
             yield StreamedToken(
                 index=index,
                 token_id=token,
                 text=utf8.decode(tokenizer.decode_single_token_bytes(token), final=last),
                 prob=float(probs[token]),
-                alternatives=tuple(
-                    Alternative(int(i), _token_text(tokenizer, int(i)), float(p))
-                    for p, i in zip(top.values.tolist(), top.indices.tolist())
-                ),
+                alternatives=tuple(top_alternatives(probs, n_alternatives, tokenizer)),
             )
             if last:
                 return
             logits = decoder.append(torch.tensor([[token]], device=device))
     finally:
         model.train(was_training)
-
-
-def _token_text(tokenizer, token_id: int) -> str:
-    return tokenizer.decode_single_token_bytes(token_id).decode("utf-8", errors="replace")
