@@ -37,7 +37,9 @@ def describe_progress(name: str, state: str, progress: RunProgress | None, summa
     if preparing is not None:  # before the session's first step: its corpus is being tokenized
         fraction = preparation_fraction(preparing)
         text.append(f"\npreparing the corpus {progress_bar(fraction, _BAR_WIDTH)} {fraction:.0%}")
-        text.append("\n" + " · ".join(preparation_figures(preparing).values()))
+        figures = preparation_figures(preparing)
+        text.append("\n" + " · ".join(figures[name] for name in ("size", "speed", "eta") if name in figures))
+        text.append(f"\n{figures['tokens']} · {figures['documents']}")
         return text
     if progress is None or started is None:
         if summary is not None and summary.message:
