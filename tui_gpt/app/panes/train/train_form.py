@@ -60,7 +60,7 @@ class TrainForm(VerticalScroll):
         self._settings: tuple = ()  # the declared settings that have a field made from the declaration
 
     def compose(self) -> ComposeResult:
-        yield _row("Corpus", Input(placeholder="demo corpus, or a file, folder or hf:NAME", id="train-corpus",
+        yield _row("Corpus", Input(placeholder="demo corpus, a path or hf:NAME", id="train-corpus",
                                    compact=True))
         yield _row("Model", Select([], prompt="loading…", id="train-model", compact=True, allow_blank=True))
         yield _row("Run name", Input(placeholder="made up", id="train-run", compact=True))
@@ -90,7 +90,11 @@ class TrainForm(VerticalScroll):
         options = [(c.label, c.source) for c in corpora]
         shown = self.query("#train-prepared")
         if shown:
-            shown.first(Select).set_options(options)
+            choice = shown.first(Select)
+            picked = choice.value
+            choice.set_options(options)
+            if picked == corpus.value and any(source == picked for _, source in options):
+                choice.value = picked  # still what the corpus field holds: keep showing it as picked
         elif options:
             choice = Select(options, prompt="pick one to train on", id="train-prepared", compact=True,
                             allow_blank=True)
