@@ -110,8 +110,25 @@ class RunEnded(Event):
     message: str = ""
 
 
+@dataclass
+class CorpusPreparing(Event):
+    """How far the tokenizing of a run's corpus into the cache (engine.data.prepare) has come, before RunStarted.
+
+    A new run's folder is made only once its data is ready (bad input fails before anything
+    is written), so these are recorded beside the run folders (engine.runs.preparation).
+    """
+
+    kind: ClassVar[str] = "preparing"
+    bytes_read: int  # of the source on disk
+    bytes_total: int
+    tokens: int
+    documents: int
+    seconds: float  # since the preparation (re)started
+
+
 EVENT_TYPES: dict[str, type[Event]] = {
-    cls.kind: cls for cls in (RunStarted, StepDone, EvalDone, SampleGenerated, CheckpointSaved, RunEnded)
+    cls.kind: cls for cls in (RunStarted, StepDone, EvalDone, SampleGenerated, CheckpointSaved, RunEnded,
+                              CorpusPreparing)
 }
 
 

@@ -18,6 +18,7 @@ from typing import Iterable
 
 from engine.runs.events import (
     CheckpointSaved,
+    CorpusPreparing,
     EvalDone,
     Event,
     LossSpike,
@@ -44,6 +45,7 @@ class RunProgress:
     # Training health (engine.insight.health): the latest update-to-weight ratios, and every loss spike.
     update_ratios: UpdateRatios | None = None
     spikes: list[LossSpike] = field(default_factory=list)  # in order
+    preparing: CorpusPreparing | None = None  # while the corpus is being prepared, until the session starts
 
     def add(self, event: Event) -> None:
         match event:
@@ -65,6 +67,8 @@ class RunProgress:
                 self.update_ratios = event
             case LossSpike():
                 self.spikes.append(event)
+            case CorpusPreparing():
+                self.preparing = event
 
     def extend(self, events: Iterable[Event]) -> None:
         for event in events:
@@ -91,6 +95,7 @@ class RunProgress:
                 self.best_eval = evaluation
         self.started = event
         self.ended = None
+        self.preparing = None
 
     def copy(self) -> RunProgress:
         """A copy that later events leave alone (the events themselves are shared)."""

@@ -31,8 +31,9 @@ from engine.fast.chunked_loss import chunked_loss_batch
 from engine.training.loss import calc_loss_batch
 from engine.fast.compiled import compile_for_training
 from engine.errors import ConfigError, CorpusError, RunError, TuiGptError
-from engine.runs.events import (CheckpointSaved, EvalDone, Event, MetricsWriter, RunEnded, RunStarted, SampleGenerated,
-                                StepDone)
+from engine.runs.events import (CheckpointSaved, CorpusPreparing, EvalDone, Event, MetricsWriter, RunEnded, RunStarted,
+                                SampleGenerated, StepDone)
+from engine.runs.preparation import PreparationRecord, preparation_path
 from engine.model.gpt import GPTModel
 from engine.runs.store import RunStore, validate_run_name
 from engine.runs.atomic import write_error
@@ -220,7 +221,8 @@ def _train(config, ctx, device, run_name, data_dir, resume, corpus_named, on_eve
 
         # Everything that can be wrong with the input fails here, before a new run folder exists.
         if ctx.is_main:  # one rank tokenizes; the others read its cache
-            corpus = splits = _training_data(config, store.cache_dir, say)
+            with _reporting_preparation(store, run_name, on_event) as report:
+                corpus = splits = _training_data(config, store.cache_dir, report)
             for warning in corpus.warnings:
                 say(f"warning: {warning}")
         ctx.barrier()
@@ -281,19 +283,39 @@ def _train(config, ctx, device, run_name, data_dir, resume, corpus_named, on_eve
                              corpus.fingerprint, on_event, should_stop, say, peak, sharded)
 
 
-def _training_data(config: TrainConfig, cache_dir: Path, say=lambda line: None):
-    """The run's tokens; a source prepared now reports its progress every 10 seconds."""
-    last = [time.monotonic()]
+def _training_data(config: TrainConfig, cache_dir: Path, report: Callable[[CorpusPreparing], None] | None = None):
+    """The run's tokens; a source prepared now reports its progress to `report` as it goes."""
 
     def on_progress(progress) -> None:
-        if time.monotonic() - last[0] >= 10:
-            last[0] = time.monotonic()
-            say(f"preparing the corpus: {progress.bytes_read / 2**20:,.0f}/{progress.bytes_total / 2**20:,.0f} MB, "
-                f"{progress.tokens:,} tokens, {progress.documents:,} documents")
+        report(CorpusPreparing(bytes_read=progress.bytes_read, bytes_total=progress.bytes_total,
+                               tokens=progress.tokens, documents=progress.documents, seconds=progress.seconds))
 
     return load_training_data(config.corpus, cache_dir, corpus_format=config.corpus_format,
                               text_field=config.text_field, val_corpus=config.val_corpus,
-                              train_ratio=config.train_ratio, seed=config.seed, on_progress=on_progress)
+                              train_ratio=config.train_ratio, seed=config.seed,
+                              on_progress=on_progress if report else None)
+
+
+@contextlib.contextmanager
+def _reporting_preparation(store: RunStore, run_name: str | None, on_event):
+    """Where a preparation's progress goes: `on_event`, and a named run's preparation file for the app.
+
+    The file (engine.runs.preparation) stands in for the run folder, which does not exist
+    yet; it is removed when the preparation ends, however it ends.
+    """
+    record = PreparationRecord(preparation_path(store.runs_dir, run_name)) if run_name else None
+
+    def report(event: CorpusPreparing) -> None:
+        if record:
+            record.write(event)
+        if on_event:
+            on_event(event)
+
+    try:
+        yield report
+    finally:
+        if record:
+            record.close()
 
 
 def _recorded_corpus(stored: dict) -> str | None:

@@ -149,19 +149,21 @@ class TuiGptApp(App):
 
     @work(thread=True, exit_on_error=False, group="poll")
     def _poll_runs(self) -> None:
+        from engine.runs.preparation import read_preparations
+
         try:
             summaries = self.session.store.list()  # reads what each metrics.jsonl gained, once
         except Exception as exc:  # a data dir gone away; try again at the next poll
             self.log.warning(f"polling the runs failed: {describe_error(exc)}")
             summaries = None
-        self.post_message(RunsPolled(summaries))
+        self.post_message(RunsPolled(summaries, read_preparations(self.session.store.runs_dir)))
 
     def on_runs_polled(self, message: RunsPolled) -> None:
         self._polling = False
         if message.summaries is None or not self.is_running:  # nothing found, or shutting down
             return
         changed = self.runs.update(message.summaries)
-        self.query_one(TrainPane).runs_updated(message.summaries, changed)
+        self.query_one(TrainPane).runs_updated(message.summaries, changed, message.preparing)
         self.query_one(StatsPane).runs_updated(message.summaries)
         self.query_one(RunsPane).runs_updated(message.summaries)
 

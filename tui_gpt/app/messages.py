@@ -15,6 +15,7 @@ from textual.message import Message
 from tui_gpt.app.services.model_catalog import ModelChoice
 
 if TYPE_CHECKING:
+    from engine.runs.events import CorpusPreparing
     from engine.runs.summary import RunSummary
     from tui_gpt.app.services.engine_session import EngineSession
     from tui_gpt.app.services.model_catalog import LoadedModel
@@ -34,11 +35,14 @@ class EngineFailed(Message):
 
 
 class RunsPolled(Message):
-    """What a poll of the run folders found: every run, newest first, or None if the poll failed."""
+    """What a poll of the run folders found: every run, newest first, or None if the poll failed;
+    and the runs whose corpus is being prepared (engine.runs.preparation), by name."""
 
-    def __init__(self, summaries: list[RunSummary] | None) -> None:
+    def __init__(self, summaries: list[RunSummary] | None,
+                 preparing: dict[str, CorpusPreparing] | None = None) -> None:
         super().__init__()
         self.summaries = summaries
+        self.preparing = preparing or {}
 
 
 class ModelStatus(Message):

@@ -83,14 +83,9 @@ class PrepareProgress:
         if not self.live or now - self.last < self.min_interval:
             return
         self.last = now
-        rate = progress.bytes_read / max(progress.seconds, 1e-9)
-        eta = ""
-        if progress.bytes_total > progress.bytes_read > 0:
-            from tui_gpt.formatting import format_duration
+        from tui_gpt.formatting import describe_preparation
 
-            eta = f", ETA {format_duration((progress.bytes_total - progress.bytes_read) / rate)}"
-        line = (f"preparing: {progress.bytes_read / 2**20:,.0f}/{progress.bytes_total / 2**20:,.0f} MB "
-                f"at {rate / 2**20:.1f} MB/s, {progress.tokens:,} tokens, {progress.documents:,} documents{eta}")
+        line = describe_preparation(progress)
         self.stream.write("\r\x1b[K" + line[: shutil.get_terminal_size().columns - 1])
         self.stream.flush()
         self.shown = True

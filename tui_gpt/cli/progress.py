@@ -17,14 +17,22 @@ import time
 from typing import Callable, TextIO
 
 from engine.runs.events import (
-    CheckpointSaved, EvalDone, Event, LossSpike, RunEnded, RunStarted, SampleGenerated, StepDone,
+    CheckpointSaved, CorpusPreparing, EvalDone, Event, LossSpike, RunEnded, RunStarted, SampleGenerated, StepDone,
 )
 from engine.runs.progress import RunProgress
-from tui_gpt.formatting import format_duration, format_number, progress_bar
+from tui_gpt.formatting import (
+    describe_preparation,
+    format_duration,
+    format_number,
+    preparation_figures,
+    preparation_fraction,
+    progress_bar,
+)
 
 _CLEAR_LINE = "\r\x1b[K"
 _BAR_WIDTH = 20
-_LEAST_TELLING_FIRST = ("mfu", "bar", "epoch", "speed", "val")
+_LEAST_TELLING_FIRST = ("mfu", "bar", "documents", "epoch", "speed", "val", "tokens")
+_PREPARATION_LOG_SECONDS = 10  # how often a log (not a terminal) gets a line on a corpus being prepared
 
 
 class TrainingProgress:
@@ -42,6 +50,7 @@ class TrainingProgress:
         self.progress = RunProgress()
         self._bar_shown = False
         self._last_redraw = float("-inf")
+        self._last_preparation_line = float("-inf")
 
     # -- what the trainer calls ------------------------------------------------
 
@@ -52,6 +61,8 @@ class TrainingProgress:
     def on_event(self, event: Event) -> None:
         self.progress.add(event)
         match event:
+            case CorpusPreparing():
+                self._on_preparing()
             case RunStarted():
                 self._on_started(event)
             case StepDone():
@@ -89,6 +100,16 @@ class TrainingProgress:
         where = f"{event.device} x{event.world_size}" if event.world_size > 1 else event.device
         steps = f"from step {event.step} to {event.total_steps}" if event.resumed else f"for {event.total_steps} steps"
         self._print_line(f"training {event.n_params:,} parameters on {where} {steps}")
+
+    def _on_preparing(self) -> None:
+        now = self._clock()
+        if self.live:
+            if now - self._last_redraw >= self._min_redraw_interval:
+                self._last_redraw = now
+                self._draw_bar()
+        elif now - self._last_preparation_line >= _PREPARATION_LOG_SECONDS:
+            self._last_preparation_line = now
+            self._print_line(describe_preparation(self.progress.preparing))
 
     def _on_step(self) -> None:
         if self.live:
@@ -139,7 +160,8 @@ class TrainingProgress:
         return fields
 
     def _draw_bar(self) -> None:
-        fields = self._step_fields(live=True)
+        """The live line: the steps, or before the first one the corpus being tokenized."""
+        fields = self._preparation_fields() if self.progress.preparing is not None else self._step_fields(live=True)
         # Never wider than the terminal, since a wrapped line cannot be redrawn in
         # place: on a narrow one, leave out the least telling fields first.
         width = shutil.get_terminal_size(fallback=(80, 24)).columns - 1
@@ -151,6 +173,13 @@ class TrainingProgress:
         self.stream.write(_CLEAR_LINE + line[: max(1, width)])
         self.stream.flush()
         self._bar_shown = True
+
+    def _preparation_fields(self) -> dict[str, str]:
+        preparing = self.progress.preparing
+        fraction = preparation_fraction(preparing)
+        return {"what": "preparing the corpus",
+                "bar": f"{progress_bar(fraction, _BAR_WIDTH, self._bar_chars)} {fraction:4.0%}",
+                **preparation_figures(preparing)}
 
     def _print_line(self, text: str) -> None:
         if self.live and self._bar_shown:

@@ -8,7 +8,13 @@ from rich.text import Text
 from textual.widgets import Static
 
 from tui_gpt.app.widgets.steady_update import update_steady
-from tui_gpt.formatting import format_duration, format_number, progress_bar
+from tui_gpt.formatting import (
+    format_duration,
+    format_number,
+    preparation_figures,
+    preparation_fraction,
+    progress_bar,
+)
 
 if TYPE_CHECKING:
     from engine.runs.progress import RunProgress
@@ -27,6 +33,14 @@ def describe_progress(name: str, state: str, progress: RunProgress | None, summa
         text.append(f" · {started.device}{devices} · {started.n_params / 1e6:.1f}M params")
     elif summary is not None:
         text.append(f" · {summary.model}")
+    preparing = progress.preparing if progress else None
+    if preparing is not None:  # before the session's first step: its corpus is being tokenized
+        fraction = preparation_fraction(preparing)
+        text.append(f"\npreparing the corpus {progress_bar(fraction, _BAR_WIDTH)} {fraction:.0%}")
+        figures = preparation_figures(preparing)
+        text.append("\n" + " · ".join(figures[name] for name in ("size", "speed", "eta") if name in figures))
+        text.append(f"\n{figures['tokens']} · {figures['documents']}")
+        return text
     if progress is None or started is None:
         if summary is not None and summary.message:
             text.append(f"\n{summary.message}", style="italic")

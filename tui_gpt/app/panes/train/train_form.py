@@ -1,5 +1,9 @@
 """The settings of a new training run: corpus, model (preset or recipe), run name, and every training setting.
 
+The corpus field takes any source `--corpus` does; the data sets already
+prepared in the cache are offered under it (and completed as it is typed),
+each as the source it was prepared from, so a run on one starts at once.
+
 The settings' fields are made from the engine's declaration (engine.training.settings.SETTINGS)
 once the engine is loaded: the most used at the top, the others under "More settings".
 An empty field means the default of the chosen preset or recipe, which the field shows
@@ -14,8 +18,10 @@ from typing import Any
 
 from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.suggester import SuggestFromList
 from textual.widgets import Collapsible, Input, Label, Select
 
+from tui_gpt.app.services.prepared_corpora import PreparedCorpus
 from tui_gpt.app.services.training_process import TrainingRequest
 
 FIRST_RUN_RECIPE = "demo"
@@ -54,7 +60,7 @@ class TrainForm(VerticalScroll):
         self._settings: tuple = ()  # the declared settings that have a field made from the declaration
 
     def compose(self) -> ComposeResult:
-        yield _row("Corpus", Input(placeholder="demo corpus, or a .txt file / folder", id="train-corpus",
+        yield _row("Corpus", Input(placeholder="demo corpus, a path or hf:NAME", id="train-corpus",
                                    compact=True))
         yield _row("Model", Select([], prompt="loading…", id="train-model", compact=True, allow_blank=True))
         yield _row("Run name", Input(placeholder="made up", id="train-run", compact=True))
@@ -76,6 +82,24 @@ class TrainForm(VerticalScroll):
         # A first run should visibly learn: the demo recipe turns gibberish into the corpus's words in minutes.
         select.value = f"recipe:{FIRST_RUN_RECIPE}" if FIRST_RUN_RECIPE in recipes else f"preset:{defaults.preset}"
 
+    def offer_prepared(self, corpora: list[PreparedCorpus]) -> None:
+        """Offer these prepared data sets: as a choice under the corpus field, which shows once there are
+        any, and as the field's completions."""
+        corpus = self.query_one("#train-corpus", Input)
+        corpus.suggester = SuggestFromList([c.source for c in corpora]) if corpora else None
+        options = [(c.label, c.source) for c in corpora]
+        shown = self.query("#train-prepared")
+        if shown:
+            choice = shown.first(Select)
+            picked = choice.value
+            choice.set_options(options)
+            if picked == corpus.value and any(source == picked for _, source in options):
+                choice.value = picked  # still what the corpus field holds: keep showing it as picked
+        elif options:
+            choice = Select(options, prompt="pick one to train on", id="train-prepared", compact=True,
+                            allow_blank=True)
+            self.mount(_row("Prepared", choice), after=corpus.parent)
+
     def field_of(self, name: str) -> Input | Select:
         """The field where setting `name` is given."""
         return self.query_one(f"#{_OWN_FIELDS.get(name, f'train-{name}')}")
@@ -83,6 +107,8 @@ class TrainForm(VerticalScroll):
     def on_select_changed(self, event: Select.Changed) -> None:
         if event.select.id == "train-model":
             self._show_defaults()
+        elif event.select.id == "train-prepared" and event.value is not Select.NULL:
+            self.query_one("#train-corpus", Input).value = str(event.value)
 
     def _base_config(self) -> Any:
         """The TrainConfig the chosen model starts from, before the form's fields."""

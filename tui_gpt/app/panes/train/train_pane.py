@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
+from textual import work
 from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical
 
@@ -17,6 +18,7 @@ from engine.runs.exit_codes import EXIT_BAD_INPUT, EXIT_FINISHED, EXIT_STOPPED
 from tui_gpt.app import bindings
 from tui_gpt.app.services.engine_session import EngineSession
 from tui_gpt.app.services.failures import describe_error
+from tui_gpt.app.services.prepared_corpora import prepared_corpora
 from tui_gpt.app.messages import TrainingStatus
 from tui_gpt.app.services.training_process import (
     CannotStop,
@@ -29,8 +31,10 @@ from tui_gpt.app.services.training_process import (
 from tui_gpt.app.panes.train.run_progress import RunProgressPanel
 from tui_gpt.app.panes.train.sample_timeline import SampleTimeline
 from tui_gpt.app.panes.train.train_form import FormError, TrainForm
+from tui_gpt.formatting import preparation_fraction
 
 if TYPE_CHECKING:
+    from engine.runs.events import CorpusPreparing
     from engine.runs.progress import RunProgress
     from engine.runs.summary import RunSummary
 
@@ -49,6 +53,7 @@ class TrainPane(Horizontal):
         self._processes: dict[str, TrainingProcess] = {}  # runs this session started or resumed
         self._launched: set[str] = set()
         self._start_errors: dict[str, str] = {}  # runs whose command exited before training
+        self._preparing: dict[str, CorpusPreparing] = {}  # runs whose corpus is being prepared, by name
         self._looked_for_running = False
         self._keys: tuple = ()
 
@@ -66,6 +71,17 @@ class TrainPane(Horizontal):
         self.query_one(TrainForm).engine_ready(session.presets, session.recipes, session.train_defaults,
                                                session.train_settings)
         self._refresh_keys()
+        self._offer_prepared()
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="prepared-corpora")
+    def _offer_prepared(self) -> None:
+        """Look for prepared data sets (again: a run may have prepared one) and offer them in the form."""
+        try:
+            corpora = prepared_corpora(self.session.store.cache_dir)
+        except OSError as exc:  # an unreadable cache: the form still takes any source
+            self.log.warning(f"listing the prepared data sets failed: {describe_error(exc)}")
+            return
+        self.app.call_from_thread(self.query_one(TrainForm).offer_prepared, corpora)
 
     # -- the state of runs -----------------------------------------------------------------------
 
@@ -83,10 +99,16 @@ class TrainPane(Horizontal):
     def is_active(self, name: str | None) -> bool:
         return name is not None and self.state_of(name) in ("running", "starting")
 
-    def runs_updated(self, summaries: list[RunSummary], changed: set[str]) -> None:
-        """Called by the app after each poll of the run folders."""
+    def runs_updated(self, summaries: list[RunSummary], changed: set[str],
+                     preparing: dict[str, CorpusPreparing] | None = None) -> None:
+        """Called by the app after each poll of the run folders (and of the runs being prepared)."""
         previous = {name: self.state_of(name) for name in self._summaries}
         self._summaries = {summary.name: summary for summary in summaries}
+        preparing = preparing or {}
+        current_preparation_moved = preparing.get(self.current_run) != self._preparing.get(self.current_run)
+        if set(self._preparing) - set(preparing):  # a preparation ended: its data set may now be offered
+            self._offer_prepared()
+        self._preparing = preparing
         self._reap_processes()
         if not self._looked_for_running:
             self._looked_for_running = True
@@ -101,7 +123,8 @@ class TrainPane(Horizontal):
                 self.notify(f"Run {name} {ended.state} at step {ended.step}. {ended.message}".strip(),
                             title="Training", severity="error" if ended.state == "failed" else "information")
         current = self.current_run
-        if current is not None and (current in changed or previous.get(current) != self.state_of(current)):
+        if current is not None and (current in changed or current_preparation_moved
+                                    or previous.get(current) != self.state_of(current)):
             self._show_current()
         self._refresh_keys()
 
@@ -112,6 +135,7 @@ class TrainPane(Horizontal):
                 continue
             del self._processes[name]
             self._report_exit(name, code, process.error_line())
+            self._offer_prepared()  # the run may have prepared a data set
 
     def _report_exit(self, name: str, code: int, error: str) -> None:
         if code == EXIT_FINISHED:
@@ -155,6 +179,12 @@ class TrainPane(Horizontal):
             return
         state = self.state_of(name)
         progress = self.progress.get(name)
+        preparing = self._preparing.get(name) if state == "starting" else None
+        if preparing is not None:  # the run folder's events do not tell this yet: add it to a copy
+            from engine.runs.progress import RunProgress
+
+            progress = progress.copy() if progress else RunProgress()
+            progress.add(preparing)
         panel = self.query_one(RunProgressPanel)
         if state == "did not start":
             panel.update(f"{name} · did not start\n{self._start_errors[name]}")
@@ -162,7 +192,10 @@ class TrainPane(Horizontal):
             panel.show_run(name, state, progress, self._summaries.get(name))
         self.query_one(SampleTimeline).show_samples(name, progress.samples if progress else [],
                                                     progress.evals if progress else [])
-        steps = f" · step {progress.steps_done}/{progress.total_steps}" if progress and progress.total_steps else ""
+        if preparing is not None:
+            steps = f" · preparing the corpus {preparation_fraction(preparing):.0%}"
+        else:
+            steps = f" · step {progress.steps_done}/{progress.total_steps}" if progress and progress.total_steps else ""
         self.post_message(TrainingStatus(f"{name}: {state}{steps}"))
 
     # -- actions --------------------------------------------------------------------------------
