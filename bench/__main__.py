@@ -67,7 +67,7 @@ def settings_from(args: argparse.Namespace, argv: Sequence[str]) -> Settings:
                                 decode_tokens=8, long_prompt_tokens=48, tui_preset="gpt-nano",
                                 memory_steps=2, tokenize_mb=1, tokenize_rss_mb=2, stall_preset="gpt-nano",
                                 stall_batch=2, stall_steps=3, stall_tokens=2**16, book_epochs=1,
-                                book_preset="gpt-nano", book_context=32)
+                                book_preset="gpt-nano", book_context=64, book_chars=8000)
     if args.repeats:
         s = dataclasses.replace(s, repeats=args.repeats, decode_repeats=args.repeats)
     if args.decode_tokens:

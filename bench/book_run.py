@@ -39,10 +39,21 @@ PHASES = ("start-up", "steps", "evaluations", "samples", "checkpoint", "exit", "
 _TIMED_EVENTS = {"eval": "evaluations", "sample": "samples", "checkpoint": "checkpoint"}
 
 
-def book_run_case(device: torch.device, epochs: int, preset: str | None, context: int | None, repeats: int,
-                  warmup: int, title: str) -> CaseResult:
-    """`preset` and `context` replace the recipe's gpt2-small and its 256 (a smaller model for a smoke run)."""
+def book_run_case(device: torch.device, epochs: int, preset: str | None, context: int | None, chars: int | None,
+                  repeats: int, warmup: int, title: str) -> CaseResult:
+    """`preset`, `context` and `chars` replace the recipe's gpt2-small, its 256 and the whole text (for a smoke run)."""
     result = CaseResult(title)
+    with tempfile.TemporaryDirectory(prefix="tui-gpt-bench-book-") as folder:
+        corpus = VERDICT
+        if chars:
+            corpus = Path(folder) / "the-verdict-start.txt"
+            corpus.write_text(VERDICT.read_text(encoding="utf-8")[:chars], encoding="utf-8")
+        _compare(result, corpus, device, epochs, preset, context, repeats, warmup)
+    return result
+
+
+def _compare(result: CaseResult, corpus: Path, device: torch.device, epochs: int, preset: str | None,
+             context: int | None, repeats: int, warmup: int) -> None:
     recipe = get_recipe("book")
     cfg = get_preset(preset or recipe.preset).with_overrides(**recipe.model_overrides)
     model_options = ["--preset", preset] if preset else []
@@ -51,17 +62,20 @@ def book_run_case(device: torch.device, epochs: int, preset: str | None, context
         model_options += ["--context-length", str(context)]
     runs: dict[str, list[dict]] = {"tui-gpt": [], "book": []}
     where = "cuda" if device.type == "cuda" else "cpu"
-    contenders = {"tui-gpt": lambda: runs["tui-gpt"].append(_tui_gpt_run(epochs, model_options, where)),
-                  "book": lambda: runs["book"].append(_book_run(epochs, cfg.to_dict(), where))}
+    contenders = {"tui-gpt": lambda: runs["tui-gpt"].append(_tui_gpt_run(corpus, epochs, model_options, where)),
+                  "book": lambda: runs["book"].append(_book_run(corpus, epochs, cfg.to_dict(), where))}
     samples = time_alternating(contenders, repeats, warmup)
     first = {name: measured[0] for name, measured in runs.items()}
     result.checks.append(Check("tui-gpt trained the model given to the book's pipeline",
                                first["tui-gpt"]["model"] == cfg.to_dict()))
     evaluations = {name: [(step, f"{train:.3f}", f"{val:.3f}") for step, train, val in run["evaluations"]]
                    for name, run in first.items()}
-    last = evaluations["book"][-1] if evaluations["book"] else None
-    result.checks.append(Check(f"the same {len(evaluations['book'])} evaluations (step, train, val loss to 3 decimals; "
-                               f"the last {last})", evaluations["tui-gpt"] == evaluations["book"] and last is not None))
+    ours, book = evaluations["tui-gpt"], evaluations["book"]
+    differing = [(mine, theirs) for mine, theirs in zip(ours, book) if mine != theirs]
+    found = (f"first differs: tui-gpt {differing[0][0]}, book {differing[0][1]}" if differing
+             else f"the last {book[-1]}" if book else "none")
+    result.checks.append(Check(f"the same {len(book)} evaluations (step, train, val loss to 3 decimals; {found})",
+                               ours == book and bool(book)))
     for name in runs:
         timed = runs[name][-repeats:]
         sample = samples[name]
@@ -72,13 +86,12 @@ def book_run_case(device: torch.device, epochs: int, preset: str | None, context
             seconds = statistics.median(run["phases"].get(phase, 0.0) for run in timed)
             result.rows.append(Row(f"{name}: {phase}", seconds, "run", limit=f"{seconds / sample.median:.0%} of the run"))
     result.targets.append(Target("book's wall time ÷ tui-gpt's (whole process)", result.ratio("tui-gpt", "book"), 1.3))
-    return result
 
 
-def _tui_gpt_run(epochs: int, model_options: list[str], device: str) -> dict:
+def _tui_gpt_run(corpus: Path, epochs: int, model_options: list[str], device: str) -> dict:
     with tempfile.TemporaryDirectory(prefix="tui-gpt-bench-book-") as data_dir:
         command = [sys.executable, "-m", "tui_gpt", "train", "--recipe", "book", "--epochs", str(epochs),
-                   "--corpus", str(VERDICT), "--data-dir", data_dir, "--run-name", "book", "--device", device, *model_options]
+                   "--corpus", str(corpus), "--data-dir", data_dir, "--run-name", "book", "--device", device, *model_options]
         launched, ended = _run(command)
         run = Path(data_dir) / "runs" / "book"
         events = [json.loads(line) for line in (run / "metrics.jsonl").read_text(encoding="utf-8").splitlines()]
@@ -97,9 +110,9 @@ def _tui_gpt_run(epochs: int, model_options: list[str], device: str) -> dict:
     return {"phases": phases, "evaluations": evaluations, "model": recorded}
 
 
-def _book_run(epochs: int, model: dict, device: str) -> dict:
+def _book_run(corpus: Path, epochs: int, model: dict, device: str) -> dict:
     with tempfile.TemporaryDirectory(prefix="tui-gpt-bench-book-") as out:
-        command = [sys.executable, "-m", "bench.book_pipeline", json.dumps(model), str(VERDICT), str(epochs), out,
+        command = [sys.executable, "-m", "bench.book_pipeline", json.dumps(model), str(corpus), str(epochs), out,
                    device]
         launched, ended, stdout = _run(command, keep_output=True)
     report = json.loads(stdout.strip().splitlines()[-1])

@@ -58,6 +58,7 @@ class Settings:
     book_epochs: int = 2  # of the book's chapter 5 run, in the book-run case
     book_preset: str | None = None  # None: the book's gpt2-small
     book_context: int | None = None  # None: the book's 256
+    book_chars: int | None = None  # the first characters of the-verdict.txt; None: all of it
     command_line: str = ""  # the options the run was started with, for the report
 
     def sync(self) -> Callable[[], None] | None:

@@ -68,7 +68,7 @@ def case_table(settings: Settings) -> dict[str, Callable[[], CaseResult]]:
             s.device, s.stall_preset, s.stall_batch, s.stall_steps, s.stall_tokens,
             f"batch wait in train_run, {s.stall_preset} batch {s.stall_batch}, token files, {s.stall_steps} steps"),
         "book-run": lambda: book_run_case(
-            s.device, s.book_epochs, s.book_preset, s.book_context, s.repeats, s.warmup,
+            s.device, s.book_epochs, s.book_preset, s.book_context, s.book_chars, s.repeats, s.warmup,
             f"the book's chapter 5 run, {s.book_epochs} epochs, whole process"
             + (f" ({s.book_preset}, ctx {s.book_context or 256})" if s.book_preset or s.book_context else "")),
     }
