@@ -59,7 +59,7 @@ def _compare(result: CaseResult, corpus: Path, device: torch.device, epochs: int
     model_options = ["--preset", preset] if preset else []
     if context:
         cfg = cfg.with_overrides(context_length=context)
-        model_options += ["--context-length", str(context)]
+        model_options += ["--context-length", str(context), "--stride", str(context)]  # the book's stride: its context
     runs: dict[str, list[dict]] = {"tui-gpt": [], "book": []}
     where = "cuda" if device.type == "cuda" else "cpu"
     contenders = {"tui-gpt": lambda: runs["tui-gpt"].append(_tui_gpt_run(corpus, epochs, model_options, where)),
