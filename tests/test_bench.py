@@ -281,3 +281,14 @@ def test_book_run_compares_the_same_evaluations_and_breaks_down_each_process(cap
         assert any(cell.startswith(f"{contender} (") for cell in table)
         assert {f"{contender}: {phase}" for phase in ("start-up", "steps", "evaluations", "samples", "checkpoint",
                                                       "exit", "other")} <= set(table)
+
+
+def test_a_child_reports_its_own_peak_rss_not_its_parents():
+    import sys
+
+    from bench.peak_rss import peak_rss
+    from bench.train_memory import _run_child
+
+    parent = peak_rss()  # this test process, torch loaded: hundreds of MB
+    child = _run_child([sys.executable, "-m", "platform"])  # a bare interpreter printing one line
+    assert 0 < child < 100e6 < parent
