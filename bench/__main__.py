@@ -29,7 +29,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Time the engine against the book's textbook code and Hugging Face transformers, "
                     "side by side in one process, and print a Markdown table.")
     speed = parser.add_mutually_exclusive_group()
-    speed.add_argument("--quick", action="store_true", help="fewer repeats and tokens (about two minutes on 2 cores)")
+    speed.add_argument("--quick", action="store_true", help="fewer repeats and tokens, smaller corpora (about five minutes on 2 cores)")
     speed.add_argument("--smoke", action="store_true",
                        help="tiny models and one repeat: checks that every case runs; the figures mean nothing")
     parser.add_argument("--cases", metavar="A,B", help="comma-separated cases to run (default: all; see --list)")
@@ -60,7 +60,8 @@ def settings_from(args: argparse.Namespace, argv: Sequence[str]) -> Settings:
         s = dataclasses.replace(s, train_context=1024, train_batch=16, decode_variants=("engine-bf16",))
     if args.quick:
         s = dataclasses.replace(s, repeats=2, decode_repeats=2, decode_tokens=32, long_prompt_tokens=128,
-                                tui_preset="gpt-micro", tokenize_mb=32, tokenize_rss_mb=256, stall_steps=10)
+                                tui_preset="gpt-micro", tokenize_mb=32, tokenize_rss_mb=256, stall_steps=10,
+                                book_preset="gpt-micro")
     if args.smoke:
         s = dataclasses.replace(s, repeats=1, decode_repeats=1, warmup=0, large=SMOKE_LARGE, small=SMOKE_SMALL,
                                 train_context=SMOKE_LARGE.context_length, train_batch=2, small_train_batch=2,
