@@ -25,7 +25,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from .peak_rss import peak_rss
+from .load_memory import rss_bytes
 from .report import CaseResult, Row, Target
 
 STEP_CONTENDERS = ("book", "chunked", "chunked-bf16")
@@ -123,7 +123,7 @@ def _train_steps(name: str, steps: int) -> dict:
         optimizer.zero_grad(set_to_none=True)
         times.append(time.perf_counter() - start)
     return {"step_seconds": statistics.median(times[1:] or times),
-            "peak_rss": peak_rss()}
+            "peak_rss": rss_bytes("VmHWM")}
 
 
 if __name__ == "__main__":

@@ -286,9 +286,9 @@ def test_book_run_compares_the_same_evaluations_and_breaks_down_each_process(cap
 def test_a_child_reports_its_own_peak_rss_not_its_parents():
     import sys
 
-    from bench.peak_rss import peak_rss
+    from bench.load_memory import rss_bytes
     from bench.train_memory import _run_child
 
-    parent = peak_rss()  # this test process, torch loaded: hundreds of MB
+    parent = rss_bytes("VmHWM")  # this test process, torch loaded: hundreds of MB
     child = _run_child([sys.executable, "-m", "platform"])  # a bare interpreter printing one line
     assert 0 < child < 100e6 < parent
