@@ -29,7 +29,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Time the engine against the book's textbook code and Hugging Face transformers, "
                     "side by side in one process, and print a Markdown table.")
     speed = parser.add_mutually_exclusive_group()
-    speed.add_argument("--quick", action="store_true", help="fewer repeats and tokens (about two minutes on 2 cores)")
+    speed.add_argument("--quick", action="store_true", help="fewer repeats and tokens, smaller corpora (about five minutes on 2 cores)")
     speed.add_argument("--smoke", action="store_true",
                        help="tiny models and one repeat: checks that every case runs; the figures mean nothing")
     parser.add_argument("--cases", metavar="A,B", help="comma-separated cases to run (default: all; see --list)")
@@ -43,6 +43,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--default-allocator", action="store_true",
                         help="leave glibc's allocator as it is, as a process that does not call "
                              "engine.fast.allocator runs (default: keep freed memory, as `tui-gpt train` does)")
+    parser.add_argument("--tokenize-mb", type=float, metavar="MB",
+                        help="size of the generated JSON Lines corpus of the tokenize case (default 256)")
+    parser.add_argument("--tokenize-rss-mb", type=float, metavar="MB",
+                        help="the larger corpus of the tokenize-memory case (default 2048)")
     parser.add_argument("--output", type=Path, metavar="FILE", help="also write the report to FILE")
     return parser
 
@@ -56,16 +60,23 @@ def settings_from(args: argparse.Namespace, argv: Sequence[str]) -> Settings:
         s = dataclasses.replace(s, train_context=1024, train_batch=16, decode_variants=("engine-bf16",))
     if args.quick:
         s = dataclasses.replace(s, repeats=2, decode_repeats=2, decode_tokens=32, long_prompt_tokens=128,
-                                tui_preset="gpt-micro")
+                                tui_preset="gpt-micro", tokenize_mb=32, tokenize_rss_mb=256, stall_steps=10,
+                                book_preset="gpt-micro")
     if args.smoke:
         s = dataclasses.replace(s, repeats=1, decode_repeats=1, warmup=0, large=SMOKE_LARGE, small=SMOKE_SMALL,
                                 train_context=SMOKE_LARGE.context_length, train_batch=2, small_train_batch=2,
                                 decode_tokens=8, long_prompt_tokens=48, tui_preset="gpt-nano",
-                                memory_steps=2)
+                                memory_steps=2, tokenize_mb=1, tokenize_rss_mb=2, stall_preset="gpt-nano",
+                                stall_batch=2, stall_steps=3, stall_tokens=2**16, book_epochs=1,
+                                book_preset="gpt-nano", book_context=64, book_chars=8000)
     if args.repeats:
         s = dataclasses.replace(s, repeats=args.repeats, decode_repeats=args.repeats)
     if args.decode_tokens:
         s = dataclasses.replace(s, decode_tokens=args.decode_tokens)
+    if args.tokenize_mb:
+        s = dataclasses.replace(s, tokenize_mb=args.tokenize_mb)
+    if args.tokenize_rss_mb:
+        s = dataclasses.replace(s, tokenize_rss_mb=args.tokenize_rss_mb)
     if args.no_peers:
         s = dataclasses.replace(s, peers=())
     if args.compile:

@@ -49,6 +49,16 @@ class Settings:
     memory_steps: int = 4  # training steps per fresh process in the memory cases
     tui_preset: str = "gpt2-small"
     score_tokens: int = 1000  # the text scored by the score-124m case
+    tokenize_mb: float = 256  # the generated JSON Lines corpus the tokenize case prepares
+    tokenize_rss_mb: float = 2048  # the larger corpus whose preparation's peak RSS is compared with it
+    stall_preset: str = "gpt-micro"  # the input-stall case's model, trained on token files
+    stall_batch: int = 8
+    stall_steps: int = 30
+    stall_tokens: int = 2**26  # in its generated train.bin
+    book_epochs: int = 2  # of the book's chapter 5 run, in the book-run case
+    book_preset: str | None = None  # None: the book's gpt2-small
+    book_context: int | None = None  # None: the book's 256
+    book_chars: int | None = None  # the first characters of the-verdict.txt; None: all of it
     command_line: str = ""  # the options the run was started with, for the report
 
     def sync(self) -> Callable[[], None] | None:

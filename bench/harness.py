@@ -10,10 +10,13 @@ from typing import Callable
 from engine.model.config import PRESETS, GPTConfig
 from engine.training.mfu import gpu_peak_flops
 
+from .book_run import book_run_case
 from .cases import Settings, bf16_train_case, decode_case, first_token_case, train_case
+from .input_stall import input_stall_case
 from .machine import LoadMonitor, describe_machine
 from .report import CaseResult
 from .scoring import scoring_case
+from .tokenizing import tokenize_case, tokenize_memory_case
 from .train_memory import cli_memory_case, memory_case
 from .tui import first_frame_case, tui_stream_case
 
@@ -57,6 +60,17 @@ def case_table(settings: Settings) -> dict[str, Callable[[], CaseResult]]:
         "score-124m": lambda: scoring_case(
             s.device, s.large, s.score_tokens, s.repeats, s.warmup, s.sync(),
             f"score a {s.score_tokens}-token text, {_size(s.large)}"),
+        "tokenize": lambda: tokenize_case(
+            s.tokenize_mb, s.repeats, f"tokenize a {s.tokenize_mb:g} MB JSON Lines corpus"),
+        "tokenize-memory": lambda: tokenize_memory_case(
+            (s.tokenize_mb, s.tokenize_rss_mb), "tui-gpt data prepare peak memory, by corpus size"),
+        "input-stall": lambda: input_stall_case(
+            s.device, s.stall_preset, s.stall_batch, s.stall_steps, s.stall_tokens,
+            f"batch wait in train_run, {s.stall_preset} batch {s.stall_batch}, token files, {s.stall_steps} steps"),
+        "book-run": lambda: book_run_case(
+            s.device, s.book_epochs, s.book_preset, s.book_context, s.book_chars, s.repeats, s.warmup,
+            f"the book's chapter 5 run, {s.book_epochs} epochs, whole process"
+            + (f" ({s.book_preset}, ctx {s.book_context or 256})" if s.book_preset or s.book_context else "")),
     }
 
 

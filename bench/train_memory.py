@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import json
 import os
-import resource
 import statistics
 import subprocess
 import sys
@@ -26,6 +25,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from .load_memory import rss_bytes
 from .report import CaseResult, Row, Target
 
 STEP_CONTENDERS = ("book", "chunked", "chunked-bf16")
@@ -79,13 +79,16 @@ def _probe(name: str, steps: int) -> dict:
 
 
 def _run_child(command: list[str]) -> int:
-    """Run `command` to its end; its peak RSS in bytes (Linux reports kilobytes)."""
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=_env())
-    _, status, usage = os.wait4(process.pid, 0)
-    process.returncode = os.waitstatus_to_exitcode(status)
-    if process.returncode != 0:
-        raise RuntimeError(f"{command[2]} failed: {process.stderr.read().decode()[-500:]}")
-    return usage.ru_maxrss * 1024
+    """Run `python -m MODULE ...` to its end; its own peak RSS in bytes (bench.peak_rss: not wait4's ru_maxrss,
+    which starts at this process's)."""
+    python, flag, module, *args = command
+    with tempfile.TemporaryDirectory(prefix="tui-gpt-bench-rss-") as folder:
+        out = Path(folder) / "peak"
+        done = subprocess.run([python, flag, "bench.peak_rss", str(out), module, *args], stdout=subprocess.DEVNULL,
+                              stderr=subprocess.PIPE, env=_env(), check=False)
+        if done.returncode != 0:
+            raise RuntimeError(f"{module} failed: {done.stderr.decode()[-500:]}")
+        return int(out.read_text(encoding="ascii"))
 
 
 def _env() -> dict[str, str]:
@@ -120,7 +123,7 @@ def _train_steps(name: str, steps: int) -> dict:
         optimizer.zero_grad(set_to_none=True)
         times.append(time.perf_counter() - start)
     return {"step_seconds": statistics.median(times[1:] or times),
-            "peak_rss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024}
+            "peak_rss": rss_bytes("VmHWM")}
 
 
 if __name__ == "__main__":

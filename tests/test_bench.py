@@ -214,3 +214,81 @@ def test_memory_probe_reports_a_fresh_process_peak_and_step_time():
     measured = _probe("chunked", 1)
     assert measured["peak_rss"] > 100e6  # torch alone takes more than 100 MB
     assert measured["step_seconds"] > 0
+
+
+def test_tokenize_contenders_write_the_same_ids_in_document_order(tmp_path, monkeypatch):
+    import tempfile
+
+    from bench.tokenizing import tokenize_case
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # the generated corpus stays in the test's folder
+    result = tokenize_case(0.5, repeats=1, title="tokenize")
+    assert result.checks and all(check.passed for check in result.checks), result.checks
+    assert "tui-gpt: the same" in result.checks[0].text
+    assert {"tui-gpt", "single-threaded"} <= {row.contender for row in result.rows}
+    assert all(row.rate > 0 and row.rate_unit == "MB/s" for row in result.rows)
+    assert result.targets[0].text == "tui-gpt MB/s ÷ single-threaded"
+
+
+def test_tokenize_memory_case_reports_a_fresh_process_peak_per_corpus_size(tmp_path, monkeypatch):
+    import tempfile
+
+    from bench.tokenizing import tokenize_memory_case
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    result = tokenize_memory_case((0.2, 0.4), "prepare memory")
+    assert [row.contender for row in result.rows] == ["tui-gpt data prepare, 0 MB", "tui-gpt data prepare, 0 MB"]
+    assert all("peak RSS" in row.limit for row in result.rows)
+    assert result.targets[0].value > 0
+
+
+def test_each_training_step_waits_for_its_batch_within_its_step_time(tmp_path, monkeypatch):
+    import tempfile
+
+    from bench.input_stall import measure_waits, token_files
+    from engine.training.settings import TrainConfig
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    config = TrainConfig(preset="gpt-nano", corpus=str(token_files(2**15)), max_steps=3, batch_size=2, eval_freq=3,
+                         sample_tokens=0, device="cpu")
+    waits, steps = measure_waits(config, tmp_path / "data")
+    assert len(waits) == len(steps) == 3
+    assert all(0 < wait < step for wait, step in zip(waits, steps))  # a step's time spans its wait
+
+
+def test_input_stall_case_gives_the_wait_as_a_share_of_the_step(tmp_path, monkeypatch):
+    import tempfile
+
+    from bench.input_stall import input_stall_case
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    result = input_stall_case(torch.device("cpu"), "gpt-nano", 2, 2, 2**15, "stall")
+    assert [check.passed for check in result.checks] == [True]
+    wait, step = result.row("batch wait"), result.row("whole step")
+    assert 0 < wait.seconds < step.seconds
+    assert 0 <= result.targets[0].value <= 100
+
+
+def test_book_run_compares_the_same_evaluations_and_breaks_down_each_process(capsys):
+    status = main(["--smoke", "--default-allocator", "--cases", "book-run"])
+    out = capsys.readouterr().out
+    checks = [line for line in out.splitlines() if line.startswith(("- ok:", "- FAILED:")) and "chapter 5 run" in line]
+    assert len(checks) == 2 and all(line.startswith("- ok:") for line in checks), checks
+    assert "the same 3 evaluations" in checks[1]
+    assert status == 0
+    table = [line.split("|")[2].strip() for line in out.splitlines() if line.startswith("| the book's chapter 5 run")]
+    for contender in ("tui-gpt", "book"):
+        assert any(cell.startswith(f"{contender} (") for cell in table)
+        assert {f"{contender}: {phase}" for phase in ("start-up", "steps", "evaluations", "samples", "checkpoint",
+                                                      "exit", "other")} <= set(table)
+
+
+def test_a_child_reports_its_own_peak_rss_not_its_parents():
+    import sys
+
+    from bench.load_memory import rss_bytes
+    from bench.train_memory import _run_child
+
+    parent = rss_bytes("VmHWM")  # this test process, torch loaded: hundreds of MB
+    child = _run_child([sys.executable, "-m", "platform"])  # a bare interpreter printing one line
+    assert 0 < child < 100e6 < parent
