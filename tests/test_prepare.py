@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from engine.data import encoding
 from engine.data import prepare as prepare_module
 from engine.data.prepare import is_validation, prepare
 from engine.data.sources import open_source
@@ -44,20 +45,59 @@ def test_prepared_tokens_are_the_documents_each_ended_by_endoftext(tmp_path):
     assert 0 < data.meta["val_documents"] < data.meta["train_documents"]
 
 
+def test_special_token_text_inside_a_document_is_tokenized_as_text(tmp_path):
+    docs = ["A document that mentions <|endoftext|> in its text.", "Another, plain one.", "ünïcödé and 日本語"]
+    (tmp_path / "d.jsonl").write_text("\n".join(json.dumps({"text": doc}) for doc in docs))
+    data = prepare(open_source(tmp_path / "d.jsonl"), tmp_path / "cache", val_fraction=0.0)
+    tokenizer = get_tokenizer()
+    assert list(data.train[: len(data.train)]) == [t for doc in docs for t in tokenizer.encode_ordinary(doc) + [END_OF_TEXT_ID]]
+    assert list(data.train[: len(data.train)]).count(END_OF_TEXT_ID) == len(docs)
+
+
 def test_validation_choice_of_a_document_does_not_move_when_documents_are_added():
     first = [is_validation(i, 0.1, 123) for i in range(1000)]
     assert first == [is_validation(i, 0.1, 123) for i in range(2000)][:1000]
     assert 50 < sum(first) < 150
 
 
-def test_many_threads_write_the_same_shards_as_one(tmp_path, monkeypatch):
+def test_worker_processes_write_the_same_shards_as_one_process(tmp_path, monkeypatch):
     monkeypatch.setattr(prepare_module, "BATCH_CHARS", 2000)
     monkeypatch.setattr(prepare_module, "SHARD_CHARS", 9000)
+    monkeypatch.setattr(encoding, "PROCESSES_FROM_BYTES", 0)  # workers even for this small source
+    pools = []
+
+    class CountedPool(encoding.ProcessPoolExecutor):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            pools.append(self)
+
+    monkeypatch.setattr(encoding, "ProcessPoolExecutor", CountedPool)
     _write_jsonl(tmp_path / "d.jsonl", 300)
     one = prepare(open_source(tmp_path / "d.jsonl"), tmp_path / "one", workers=1)
+    assert pools == []
     many = prepare(open_source(tmp_path / "d.jsonl"), tmp_path / "many", workers=4)
+    assert len(pools) == 1 and pools[0]._max_workers == 4
     assert len(one.meta["shards"]) > 2
     assert _shard_bytes(one.folder) == _shard_bytes(many.folder)
+
+
+def test_workers_that_die_leave_the_rest_to_this_process(tmp_path, monkeypatch):
+    from concurrent.futures import Future
+    from concurrent.futures.process import BrokenProcessPool
+
+    class BrokenPool(encoding.ProcessPoolExecutor):  # as when the OOM killer takes the workers
+        def submit(self, fn, *args, **kwargs):
+            future = Future()
+            future.set_exception(BrokenProcessPool("a worker died"))
+            return future
+
+    monkeypatch.setattr(prepare_module, "BATCH_CHARS", 2000)
+    monkeypatch.setattr(encoding, "PROCESSES_FROM_BYTES", 0)
+    _write_jsonl(tmp_path / "d.jsonl", 100)
+    one = prepare(open_source(tmp_path / "d.jsonl"), tmp_path / "one", workers=1)
+    monkeypatch.setattr(encoding, "ProcessPoolExecutor", BrokenPool)
+    broken = prepare(open_source(tmp_path / "d.jsonl"), tmp_path / "broken", workers=2)
+    assert _shard_bytes(one.folder) == _shard_bytes(broken.folder)
 
 
 def test_second_prepare_reuses_the_shards(tmp_path):

@@ -2,4 +2,6 @@
 
 from tui_gpt.cli.main import main
 
-raise SystemExit(main())
+# Guarded: a process that multiprocessing spawns imports the parent's main module again.
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -10,8 +10,10 @@ validation choice and the tokenizer):
     meta.json                       written when every shard is: the data set is complete
 
 Documents are read in order and tokenized in batches of about BATCH_CHARS
-characters with tiktoken's `encode_ordinary_batch` on `workers` threads; a shard
-ends at the first batch boundary past SHARD_CHARS. Batches depend only on the
+characters by `workers` processes (engine.data.encoding), while this process
+reads and parses the next batch and writes the previous one. Ids stay in numpy
+arrays from tiktoken's buffer to the file: a Python int per token would cost
+more than the encoding. A shard ends at the first batch boundary past SHARD_CHARS. Batches depend only on the
 documents, so the shards (and their bytes) are the same for any number of
 workers and whether or not the preparation was interrupted: a rerun skips the
 documents of the complete shards and rewrites the rest. Memory holds one batch.
@@ -35,6 +37,7 @@ from typing import Callable, Iterator
 
 import numpy as np
 
+from engine.data.encoding import TOKEN_DTYPE, BatchEncoder
 from engine.data.sources.base import DocumentSource
 from engine.data.token_array import as_token_array
 from engine.errors import CorpusError
@@ -42,10 +45,10 @@ from engine.model.tokenizer import END_OF_TEXT_ID, get_tokenizer
 from engine.runs.atomic import DiskFullError, WriteError, atomic_write_json, fsync_dir, is_out_of_space
 
 PREPARED_FORMAT = 1
-TOKEN_DTYPE = np.dtype("<u2")
 SHARD_CHARS = 256 * 2**20
 BATCH_CHARS = 4 * 2**20
 SPLITS = ("train", "val")
+_END_OF_TEXT = np.array([END_OF_TEXT_ID], dtype=TOKEN_DTYPE)
 
 
 @dataclass(frozen=True)
@@ -86,7 +89,7 @@ def prepare(source: DocumentSource, cache_dir: Path, *, val_source: DocumentSour
         meta = _complete_meta(folder, description)
         built = meta is None
         if meta is None:
-            meta = _build(source, val_source, folder, description, val_fraction, seed, workers or os.cpu_count() or 1,
+            meta = _build(source, val_source, folder, description, val_fraction, seed, workers or _usable_cores(),
                           on_progress)
     except WriteError:
         raise
@@ -112,6 +115,14 @@ def read_meta(folder: Path) -> dict | None:
     except (OSError, ValueError, KeyError, TypeError):
         pass
     return None
+
+
+def _usable_cores() -> int:
+    """The cores this process may run on (a container or taskset may allow fewer than the machine has)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
 
 
 def _complete_meta(folder: Path, description: dict) -> dict | None:
@@ -159,7 +170,6 @@ def _build(source, val_source, folder: Path, description: dict, val_fraction: fl
     documents = _labelled_documents(source, val_source, val_fraction, seed)
     done_documents = shards[-1]["documents_end"] if shards else 0
     documents = islice(documents, done_documents, None)  # read again, not tokenized again
-    tokenizer = get_tokenizer()
     started = time.monotonic()
     totals = {"tokens": sum(s["train_tokens"] + s["val_tokens"] for s in shards), "documents": done_documents}
     sources = [source] + ([val_source] if val_source else [])
@@ -169,21 +179,21 @@ def _build(source, val_source, folder: Path, description: dict, val_fraction: fl
             on_progress(Progress(sum(s.bytes_read() for s in sources), sum(s.size_bytes for s in sources),
                                  totals["tokens"], totals["documents"], time.monotonic() - started))
 
-    batches = _batches(documents)
-    batch = next(batches, None)
-    while batch is not None:
-        writer = _ShardWriter(folder, _shard_name(len(shards)), done_documents)
-        with writer:
-            while batch is not None and writer.chars < SHARD_CHARS:
-                texts = [text for text, _ in batch]
-                encoded = tokenizer.encode_ordinary_batch(texts, num_threads=workers)
-                writer.add(batch, encoded)
-                totals["tokens"] += sum(len(ids) + 1 for ids in encoded)
-                totals["documents"] += len(batch)
-                report()
-                batch = next(batches, None)
-            shards.append(writer.finish())
-        done_documents = shards[-1]["documents_end"]
+    with BatchEncoder(workers, sum(s.size_bytes for s in sources)) as encoder:
+        encoded_batches = _encoded(_batches(documents), encoder)
+        item = next(encoded_batches, None)
+        while item is not None:
+            writer = _ShardWriter(folder, _shard_name(len(shards)), done_documents)
+            with writer:
+                while item is not None and writer.chars < SHARD_CHARS:
+                    batch, encoded = item
+                    writer.add(batch, encoded)
+                    totals["tokens"] += sum(len(ids) + 1 for ids in encoded)
+                    totals["documents"] += len(batch)
+                    report()
+                    item = next(encoded_batches, None)
+                shards.append(writer.finish())
+            done_documents = shards[-1]["documents_end"]
     warnings = [line for s in sources for line in s.warnings()]
     if not shards or not any(s["train_documents"] + s["val_documents"] for s in shards):
         raise CorpusError(f"no documents in {source.name}" + (f" ({warnings[0]})" if warnings else ""))
@@ -220,6 +230,19 @@ def _batches(documents: Iterator[tuple[str, bool]]) -> Iterator[list[tuple[str, 
         yield batch
 
 
+def _encoded(batches: Iterator[list[tuple[str, bool]]], encoder: BatchEncoder,
+             ) -> Iterator[tuple[list[tuple[str, bool]], list[np.ndarray]]]:
+    """Each batch with its documents' ids; the next batch is read while the encoder works on this one."""
+    pending = None
+    for batch in batches:
+        submitted = (batch, encoder.submit([text for text, _ in batch]))
+        if pending is not None:
+            yield pending[0], encoder.result(pending[1])
+        pending = submitted
+    if pending is not None:
+        yield pending[0], encoder.result(pending[1])
+
+
 def _shard_name(index: int) -> str:
     return f"shard-{index:06d}"
 
@@ -236,18 +259,19 @@ class _ShardWriter:
         self.files = {split: open(self.temp[split], "wb") for split in SPLITS}
         self.finished = False
 
-    def add(self, batch: list[tuple[str, bool]], encoded: list[list[int]]) -> None:
-        parts: dict[str, list[int]] = {"train": [], "val": []}
+    def add(self, batch: list[tuple[str, bool]], encoded: list[np.ndarray]) -> None:
+        parts: dict[str, list[np.ndarray]] = {"train": [], "val": []}
         for (text, validates), ids in zip(batch, encoded):
             split = "val" if validates else "train"
-            parts[split] += ids
-            parts[split].append(END_OF_TEXT_ID)
+            parts[split] += (ids, _END_OF_TEXT)
             self.record[f"{split}_documents"] += 1
             self.record[f"{split}_bytes"] += len(text.encode("utf-8"))
             self.chars += len(text)
-        for split, ids in parts.items():
-            np.asarray(ids, dtype=TOKEN_DTYPE).tofile(self.files[split])
-            self.record[f"{split}_tokens"] += len(ids)
+        for split, arrays in parts.items():
+            if arrays:
+                ids = np.concatenate(arrays)
+                ids.tofile(self.files[split])
+                self.record[f"{split}_tokens"] += len(ids)
         self.record["documents_end"] += len(batch)
 
     def finish(self) -> dict:

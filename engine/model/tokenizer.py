@@ -2,6 +2,8 @@
 
 No network is needed: the ranks ship with the package and their checksum is
 verified on load, so a damaged install fails loudly instead of mis-tokenizing.
+torch is imported only by the book's tensor helpers, so that the processes that
+tokenize a data set (engine.data.encoding) start without it.
 """
 
 from __future__ import annotations
@@ -10,11 +12,14 @@ import base64
 import hashlib
 from functools import lru_cache
 from importlib import resources
+from typing import TYPE_CHECKING
 
 import tiktoken
-import torch
 
 from engine.errors import TuiGptError
+
+if TYPE_CHECKING:
+    import torch
 
 RANKS_FILE = "r50k_base.tiktoken"
 RANKS_SHA256 = "306cd27f03c1a714eca7108e03d66b7dc042abe8c258b44c199a7ed9838dd930"
@@ -58,6 +63,8 @@ def token_byte_lengths() -> torch.Tensor:
 
     Summed over tokens it is the byte length of their decoded text: bits per byte divides by it.
     """
+    import torch
+
     tokenizer = get_tokenizer()
     lengths = [len(tokenizer.decode_single_token_bytes(i)) for i in range(tokenizer.n_vocab)]
     lengths[END_OF_TEXT_ID] = 0
@@ -66,10 +73,14 @@ def token_byte_lengths() -> torch.Tensor:
 
 def text_to_token_ids(text: str, tokenizer: tiktoken.Encoding) -> torch.Tensor:
     """Encode to a (1, n) tensor, as the book does (`<|endoftext|>` allowed)."""
+    import torch
+
     encoded = tokenizer.encode(text, allowed_special={END_OF_TEXT})
     return torch.tensor(encoded).unsqueeze(0)
 
 
 def token_ids_to_text(token_ids: torch.Tensor, tokenizer: tiktoken.Encoding) -> str:
+    import torch
+
     flat = token_ids.squeeze(0) if isinstance(token_ids, torch.Tensor) else torch.as_tensor(token_ids)
     return tokenizer.decode(flat.tolist())

@@ -11,7 +11,7 @@ import sys
 import time
 from typing import Any
 
-from tui_gpt.cli.main import EXIT_FINISHED, print_error
+from tui_gpt.cli.main import EXIT_ABORTED, EXIT_FINISHED, print_error
 
 
 def add_parser(subparsers, common: argparse.ArgumentParser) -> None:
@@ -61,6 +61,10 @@ def prepare_data(args: argparse.Namespace) -> int:
             val_corpus=args.val_corpus, train_ratio=args.train_ratio or defaults.train_ratio,
             seed=defaults.seed if args.seed is None else args.seed, workers=args.workers, on_progress=progress,
         )
+    except KeyboardInterrupt:
+        progress.close()
+        print_error("preparation stopped; its finished shards are kept: run the same command to continue")
+        return EXIT_ABORTED
     finally:
         progress.close()
     for warning in data.warnings:
@@ -91,9 +95,10 @@ class PrepareProgress:
         self.shown = True
 
     def close(self) -> None:
-        if self.shown:
+        if self.shown:  # end the redrawn line, once
             self.stream.write("\n")
             self.stream.flush()
+            self.shown = False
 
 
 def list_data(args: argparse.Namespace) -> int:
