@@ -104,6 +104,14 @@ def test_fp32_decoding_copy_holds_the_same_weights_in_one_block_per_core(tiny_co
         torch.testing.assert_close(fast(ids), model(ids), rtol=1e-5, atol=1e-5)
 
 
+def test_fp32_decoding_conversion_in_place_gives_the_copys_tokens(tiny_config):
+    model = _model(tiny_config)
+    expected = generate(decoding_copy(model, "fp32"), PROMPT, 10, 32).tolist()
+    converted = decoding_copy(model, "fp32", in_place=True)
+    assert converted is model and isinstance(model.out_head, CoreSplitLinear)
+    assert generate(converted, PROMPT, 10, 32).tolist() == expected
+
+
 def test_core_split_linear_computes_the_linear_layer_in_any_number_of_blocks():
     torch.manual_seed(0)
     linear = nn.Linear(24, 37)  # 37 rows do not split evenly: the last block is padded

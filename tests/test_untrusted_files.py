@@ -340,7 +340,8 @@ def test_a_disk_filling_up_while_training_ends_the_run_as_failed_naming_the_writ
     assert status["state"] == "failed" and "disk full" in status["message"]
 
 
-def test_weights_with_non_finite_values_are_refused_in_one_line(tmp_path, tiny_config):
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), -float("inf")])
+def test_weights_with_non_finite_values_are_refused_in_one_line(tmp_path, tiny_config, value):
     import torch
 
     from engine.model.gpt import GPTModel
@@ -349,10 +350,28 @@ def test_weights_with_non_finite_values_are_refused_in_one_line(tmp_path, tiny_c
 
     model = GPTModel(tiny_config)
     with torch.no_grad():
-        model.trf_blocks[0].att.W_query.weight[0, 0] = float("nan")
+        model.trf_blocks[0].att.W_query.weight[0, 0] = value
     folder = save_checkpoint(tmp_path / "ck", 1, model, {"x": torch.zeros(1)}, {}, val_loss=1.0)
     with pytest.raises(CheckpointError, match=r"holds non-finite values \(NaN or inf\) in trf_blocks.0.att.W_query.weight"):
         load_model(folder)
+
+
+def test_a_file_hashed_ahead_gives_its_digest_and_a_file_changed_since_is_hashed_again(tmp_path):
+    import hashlib
+    import time
+
+    from engine.runs.untrusted_files import file_sha256, hash_ahead
+
+    kept, changed = tmp_path / "kept.bin", tmp_path / "changed.bin"
+    kept.write_bytes(os.urandom(3 << 20))
+    changed.write_bytes(b"before")
+    hash_ahead([kept, changed, tmp_path / "missing.bin"])  # a file that cannot be read is left for later
+    time.sleep(0.01)
+    changed.write_bytes(b"after, and longer")
+    assert file_sha256(kept) == hashlib.sha256(kept.read_bytes()).hexdigest()
+    assert file_sha256(changed) == hashlib.sha256(b"after, and longer").hexdigest()
+    with pytest.raises(FileNotFoundError):
+        file_sha256(tmp_path / "missing.bin")
 
 
 def test_a_stop_request_cuts_a_long_sample_short(tiny_config):

@@ -34,11 +34,15 @@ DECODING_WEIGHTS = ("fp32", "bf16", "int8")
 DEQUANTIZE_ABOVE_ROWS = 16
 
 
-def decoding_copy(model: GPTModel, weights: str = "fp32") -> GPTModel:
-    """An eval-mode copy of `model` for generation only, with `weights` as above."""
+def decoding_copy(model: GPTModel, weights: str = "fp32", in_place: bool = False) -> GPTModel:
+    """An eval-mode copy of `model` for generation only, with `weights` as above.
+
+    `in_place` converts `model` itself, for a caller that needs nothing else of it
+    (`tui-gpt generate`): no copy of every weight first, and half the peak memory.
+    """
     if weights not in DECODING_WEIGHTS:
         raise ConfigError(f"decoding weights must be one of {', '.join(DECODING_WEIGHTS)}, got {weights!r}")
-    fast = copy.deepcopy(model).eval().requires_grad_(False)
+    fast = (model if in_place else copy.deepcopy(model)).eval().requires_grad_(False)
     if weights == "fp32":
         parts = torch.get_num_threads() if fast.tok_emb.weight.device.type == "cpu" else 1
         for parent, name, module in _linear_slots(fast):
@@ -116,9 +120,9 @@ def _require_int8_kernel(device: torch.device) -> None:
                           "use fp32 or bf16 decoding weights") from None
 
 
-def prompting_model(model: GPTModel) -> GPTModel:
+def prompting_model(model: GPTModel, in_place: bool = False) -> GPTModel:
     """What prompting should run: on a CPU the fp32 decoding copy (the same tokens,
     about twice the speed; see BENCHMARKS.md), elsewhere the model itself."""
     if model.tok_emb.weight.device.type == "cpu":
-        return decoding_copy(model, "fp32")
+        return decoding_copy(model, "fp32", in_place)
     return model.eval()

@@ -17,8 +17,10 @@ import hashlib
 import json
 import os
 import stat
+import threading
+from concurrent.futures import Future
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable
 
 from engine.errors import TuiGptError
 
@@ -84,11 +86,62 @@ def parse_json(data: bytes | str) -> Any:
 
 
 def file_sha256(path: str | Path) -> str:
-    """The SHA-256 of a regular file (a pipe or device is refused, never read forever)."""
-    digest = hashlib.sha256()
+    """The SHA-256 of a regular file (a pipe or device is refused, never read forever).
+
+    A file `hash_ahead` is hashing, and that has not changed since, takes its result.
+    """
     with os.fdopen(open_regular_for_reading(path), "rb") as f:
-        while chunk := f.read(1 << 20):
-            digest.update(chunk)
+        with _ahead_lock:
+            ahead = _ahead.pop(_identity(os.fstat(f.fileno())), None)
+        if ahead is not None and ahead.exception() is None:
+            return ahead.result()
+        return _sha256_of(f)
+
+
+def hash_ahead(paths: Iterable[str | Path]) -> None:
+    """Start hashing these files on a background thread, for a `file_sha256` to come.
+
+    A command that checks a checkpoint's weights before loading them starts this
+    before it imports torch: hashlib and file reads let go of the GIL, so on a
+    second core the hashing costs no time. The result is keyed by the file's
+    device, inode, size and modification time, so a file changed meanwhile is
+    hashed again; a file that cannot be read is left to `file_sha256` to report.
+    """
+    for path in paths:
+        try:
+            fd = open_regular_for_reading(path)
+        except OSError:
+            continue
+        f = os.fdopen(fd, "rb")
+        future: Future = Future()
+        with _ahead_lock:
+            _ahead[_identity(os.fstat(fd))] = future
+        threading.Thread(target=_hash_into, args=(f, future), name="hash-ahead", daemon=True).start()
+
+
+_ahead: dict[tuple[int, int, int, int], Future] = {}
+_ahead_lock = threading.Lock()
+
+
+def _identity(info: os.stat_result) -> tuple[int, int, int, int]:
+    return info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns
+
+
+def _hash_into(f, future: Future) -> None:
+    with f:
+        try:
+            future.set_result(_sha256_of(f))
+        except OSError as exc:
+            future.set_exception(exc)
+
+
+def _sha256_of(f) -> str:
+    # Large reads into one buffer: on a background thread each chunk must win the GIL back
+    # from the main thread (up to 5 ms each), so few chunks keep the hashing off the waiting path.
+    digest, buffer = hashlib.sha256(), bytearray(16 << 20)
+    view = memoryview(buffer)
+    while n := f.readinto(buffer):
+        digest.update(view[:n])
     return digest.hexdigest()
 
 

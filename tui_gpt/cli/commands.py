@@ -209,6 +209,7 @@ def _run_as_json(run) -> dict[str, Any]:
 
 
 def generate(args: argparse.Namespace) -> int:
+    _hash_checkpoint_ahead(args)  # while torch is imported below
     from engine.fast.decoding_weights import prompting_model
     from engine.training.device import resolve_device
     from engine.model.generation import stream
@@ -217,7 +218,7 @@ def generate(args: argparse.Namespace) -> int:
     _check_sampling_options(args)
     prompt = _read_prompt(args)
     device = resolve_device(args.device)
-    model = prompting_model(_load_model_to_generate(args, device))
+    model = prompting_model(_load_model_to_generate(args, device), in_place=True)
     out = sys.stdout
     out.write(prompt)
     out.flush()
@@ -236,6 +237,33 @@ def generate(args: argparse.Namespace) -> int:
         out.write("\n")
         out.flush()
     return 0
+
+
+def _hash_checkpoint_ahead(args: argparse.Namespace) -> None:
+    """Start checking the SHA-256 of the checkpoint `--run-name` or `--checkpoint` names, in the background.
+
+    Loading checks it anyway; started before torch is imported, the two overlap on a
+    second core (about half a second for a 124M model here). Anything amiss is left
+    for the load to report in its own words.
+    """
+    from engine.errors import TuiGptError
+    from engine.runs.checkpoints import MANIFEST, MODEL_CONFIG, MODEL_WEIGHTS, best_checkpoint, latest_checkpoint
+    from engine.runs.untrusted_files import hash_ahead
+
+    try:
+        if args.run_name is not None:
+            run = _run_store(args).open(args.run_name)
+            info = (best_checkpoint if args.best else latest_checkpoint)(run.checkpoints_dir)
+            folder = info.path if info else None
+        elif args.checkpoint is not None:
+            folder = Path(args.checkpoint)
+            folder = folder if folder.is_dir() else folder.parent
+        else:
+            folder = None
+        if folder is not None and (folder / MANIFEST).is_file():
+            hash_ahead([folder / MODEL_WEIGHTS, folder / MODEL_CONFIG])
+    except (TuiGptError, OSError):
+        pass
 
 
 def _check_sampling_options(args: argparse.Namespace) -> None:
