@@ -55,7 +55,8 @@ def train(args: argparse.Namespace) -> int:
 
     # Under torchrun every rank runs this; only the first one talks.
     talks = os.environ.get("RANK", "") in ("", "0")
-    progress = TrainingProgress(sys.stdout, live=sys.stdout.isatty(), epochs=config.epochs,
+    # With --max-steps the steps alone decide the length: an epoch count would read "epoch 15/1".
+    progress = TrainingProgress(sys.stdout, live=sys.stdout.isatty(), epochs=None if config.max_steps else config.epochs,
                                 log_every=args.log_every)
     stop = GracefulStop()
     keep_freed_memory()  # this process trains: reuse each step's memory (about a tenth faster on a CPU)
