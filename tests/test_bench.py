@@ -300,3 +300,18 @@ def test_a_child_reports_its_own_peak_rss_not_its_parents():
     parent = rss_bytes("VmHWM")  # this test process, torch loaded: hundreds of MB
     child = _run_child([sys.executable, "-m", "platform"])  # a bare interpreter printing one line
     assert 0 < child < 100e6 < parent
+
+
+def test_generate_process_times_the_first_character_of_a_trained_run(tmp_path, verdict_path):
+    from bench.generate_process import first_character_seconds
+    from tui_gpt.cli.main import main
+
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text(verdict_path.read_text(encoding="utf-8")[:4000], encoding="utf-8")
+    assert main(["train", "--data-dir", str(tmp_path), "--run-name", "tiny", "--corpus", str(corpus),
+                 "--preset", "gpt-nano", "--context-length", "32", "--batch-size", "2", "--max-steps", "1",
+                 "--eval-iter", "1", "--sample-tokens", "1", "--device", "cpu"]) == 0
+    seconds = first_character_seconds(str(tmp_path), "tiny")
+    assert 0 < seconds < 120
+    with pytest.raises(RuntimeError, match="ended before its first token"):
+        first_character_seconds(str(tmp_path), "no-such-run")
