@@ -1,8 +1,9 @@
 """GPT-2 ids of many documents at once, on worker processes.
 
-tiktoken lets go of the GIL while it encodes, but the Python around each call
-does not: on a 2-core CPU two threads encode only about 1.35 times as fast as
-one, while two processes reach about 1.7 times (BENCHMARKS.md, `tokenize`).
+tiktoken lets go of the GIL while it encodes, yet on a 2-core CPU two threads
+encoded the same 64 MB of documents only 1.35 times as fast as one, and two
+processes 1.7 times (measured alone; the whole preparation: BENCHMARKS.md,
+`tokenize`).
 So a large source is encoded by `workers` processes, each given whole slices
 of a batch and answering with one uint16 array and the documents' lengths
 (two pickled arrays, not a Python int per token). A small source is encoded
