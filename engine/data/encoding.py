@@ -32,9 +32,9 @@ from concurrent.futures.process import BrokenProcessPool
 
 import numpy as np
 
+from engine.data.token_array import TOKEN_DTYPE
 from engine.model.tokenizer import get_tokenizer
 
-TOKEN_DTYPE = np.dtype("<u2")  # GPT-2's 50,257 ids all fit in 16 bits
 # Below this many bytes of source, spawning workers costs more than it saves.
 PROCESSES_FROM_BYTES = 32 * 2**20
 SLICES_PER_WORKER = 2  # so that a worker finishing early takes another slice

@@ -37,12 +37,13 @@ from typing import Callable, Iterator
 
 import numpy as np
 
-from engine.data.encoding import TOKEN_DTYPE, BatchEncoder
+from engine.data.encoding import BatchEncoder
 from engine.data.sources.base import DocumentSource
-from engine.data.token_array import as_token_array
+from engine.data.token_array import TOKEN_DTYPE, as_token_array, map_tokens
+from engine.data.token_cache import cache_write_error
 from engine.errors import CorpusError
 from engine.model.tokenizer import END_OF_TEXT_ID, get_tokenizer
-from engine.runs.atomic import DiskFullError, WriteError, atomic_write_json, fsync_dir, is_out_of_space
+from engine.runs.atomic import WriteError, atomic_write_json, fsync_dir
 
 PREPARED_FORMAT = 1
 SHARD_CHARS = 256 * 2**20
@@ -94,14 +95,12 @@ def prepare(source: DocumentSource, cache_dir: Path, *, val_source: DocumentSour
     except WriteError:
         raise
     except OSError as error:
-        if is_out_of_space(error):
-            raise DiskFullError(f"disk full while preparing {source.name} in {folder}", error.errno) from None
-        raise CorpusError(f"cannot write the prepared data in {folder}: {error.strerror or error}") from None
+        raise cache_write_error(f"the prepared data of {source.name} in {folder}", error) from None
     return open_prepared(folder, meta, built)
 
 
 def open_prepared(folder: Path, meta: dict, built: bool = False) -> PreparedData:
-    arrays = {split: as_token_array([_map(folder / f"{shard['name']}.{split}.bin", shard[f"{split}_tokens"])
+    arrays = {split: as_token_array([map_tokens(folder / f"{shard['name']}.{split}.bin", shard[f"{split}_tokens"])
                                      for shard in meta["shards"]]) for split in SPLITS}
     return PreparedData(folder, meta, arrays["train"], arrays["val"], built)
 
@@ -293,12 +292,6 @@ class _ShardWriter:
             self.files[split].close()
             if not self.finished:
                 self.temp[split].unlink(missing_ok=True)
-
-
-def _map(path: Path, n_tokens: int) -> np.ndarray:
-    if n_tokens == 0:
-        return np.zeros(0, dtype=TOKEN_DTYPE)
-    return np.memmap(path, dtype=TOKEN_DTYPE, mode="r", shape=(n_tokens,))
 
 
 @dataclass(frozen=True)

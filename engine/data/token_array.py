@@ -1,8 +1,26 @@
-"""Several token arrays (shards) seen as one 1-D array, for the training windows to slice."""
+"""Token files as arrays: their one dtype, mapping one, and several (shards) seen as one 1-D array."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
+
+# GPT-2's 50,257 ids all fit in 16 bits; little-endian, as nanoGPT and llm.c write them.
+TOKEN_DTYPE = np.dtype("<u2")
+
+
+def map_tokens(path: str | Path, n_tokens: int, offset: int = 0) -> np.ndarray:
+    """`n_tokens` ids of a token file from byte `offset`, memory-mapped read-only."""
+    if n_tokens == 0:  # numpy cannot map an empty file
+        return _no_tokens()
+    return np.memmap(path, dtype=TOKEN_DTYPE, mode="r", offset=offset, shape=(n_tokens,))
+
+
+def _no_tokens() -> np.ndarray:
+    empty = np.zeros(0, dtype=TOKEN_DTYPE)
+    empty.flags.writeable = False
+    return empty
 
 
 class ConcatenatedTokens:
@@ -10,7 +28,7 @@ class ConcatenatedTokens:
 
     ndim = 1
 
-    def __init__(self, parts: list[np.ndarray], dtype=np.dtype("<u2")):
+    def __init__(self, parts: list[np.ndarray], dtype=TOKEN_DTYPE):
         self.parts = [part for part in parts if len(part)]
         self.dtype = dtype
         self.offsets = np.cumsum([0] + [len(part) for part in self.parts])
@@ -40,7 +58,5 @@ def as_token_array(parts: list[np.ndarray]):
     if len(kept) == 1:
         return kept[0]
     if not kept:
-        empty = np.zeros(0, dtype=np.dtype("<u2"))
-        empty.flags.writeable = False
-        return empty
+        return _no_tokens()
     return ConcatenatedTokens(kept)

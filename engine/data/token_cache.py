@@ -24,14 +24,14 @@ from typing import Callable, IO
 
 import numpy as np
 
-from engine.runs.atomic import DiskFullError, WriteError, atomic_write_json, is_out_of_space
+from engine.runs.atomic import DiskFullError, WriteError, atomic_write_json, write_error
 from engine.runs.untrusted_files import file_sha256, read_json
 from engine.data.corpus import Corpus
-from engine.errors import CorpusError
+from engine.data.token_array import TOKEN_DTYPE, map_tokens
+from engine.errors import CorpusError, TuiGptError
 from engine.model.tokenizer import END_OF_TEXT, get_tokenizer
 
 CACHE_FORMAT = 2  # 2: meta.json records each split's SHA-256
-TOKEN_DTYPE = np.dtype("<u2")  # GPT-2's 50257 ids fit in 16 bits
 ENCODE_CHARS = 8 * 2**20
 SPLITS = ("train", "val")
 
@@ -55,7 +55,7 @@ def load_token_splits(
     built = meta is None
     if meta is None:
         meta = _build(corpus, folder, train_ratio, on_progress)
-    train, val = (_open_tokens(folder / f"{split}.bin", meta[f"{split}_tokens"]) for split in SPLITS)
+    train, val = (map_tokens(folder / f"{split}.bin", meta[f"{split}_tokens"]) for split in SPLITS)
     return TokenSplits(train=train, val=val, cache_path=folder, built=built)
 
 
@@ -118,10 +118,14 @@ def _build(corpus: Corpus, folder: Path, train_ratio: float, on_progress: Progre
     except WriteError:
         raise
     except OSError as error:
-        if is_out_of_space(error):
-            raise DiskFullError(f"disk full while writing the token cache in {folder}", error.errno) from None
-        raise CorpusError(f"cannot write the token cache in {folder}: {error.strerror or error}") from None
+        raise cache_write_error(f"the token cache in {folder}", error) from None
     return meta
+
+
+def cache_write_error(what: str, error: OSError) -> TuiGptError:
+    """The one line for a write into the data dir's cache that failed: the disk is full, or `what` cannot be written."""
+    failure = write_error(what, error)
+    return failure if isinstance(failure, DiskFullError) else CorpusError(str(failure))
 
 
 class _SplitEncoder:
@@ -198,11 +202,3 @@ def _token_safe_cut(text: str) -> int:
             if index > 0:
                 return index
     return 0
-
-
-def _open_tokens(path: Path, n_tokens: int) -> np.ndarray:
-    if n_tokens == 0:  # numpy cannot map an empty file
-        empty = np.zeros(0, dtype=TOKEN_DTYPE)
-        empty.flags.writeable = False
-        return empty
-    return np.memmap(path, dtype=TOKEN_DTYPE, mode="r", shape=(n_tokens,))

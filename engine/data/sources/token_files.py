@@ -16,13 +16,13 @@ from pathlib import Path
 import numpy as np
 
 from engine.data.sources.base import TokenSource, stamp_digest
+from engine.data.token_array import TOKEN_DTYPE, map_tokens
 from engine.errors import CorpusError
 
 LLMC_MAGIC = 20240520
 LLMC_VERSION = 1
 LLMC_HEADER_INTS = 256
 VOCAB_SIZE = 50257  # GPT-2's
-TOKEN_DTYPE = np.dtype("<u2")
 _CHECK_TOKENS = 2**24  # ids checked per pass, to keep memory bounded
 
 
@@ -66,7 +66,7 @@ def _open_llmc(path: Path, header: np.ndarray, size: int) -> np.ndarray:
 def _map(path: Path, offset: int, n_tokens: int) -> np.ndarray:
     if n_tokens == 0:
         raise CorpusError(f"{path} holds no tokens")
-    return np.memmap(path, dtype=TOKEN_DTYPE, mode="r", offset=offset, shape=(n_tokens,))
+    return map_tokens(path, n_tokens, offset)
 
 
 def _check_vocabulary(path: Path, tokens: np.ndarray) -> None:
