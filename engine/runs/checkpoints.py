@@ -17,7 +17,6 @@ module knows the folders; the tensors in them are read by engine.weights.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import os
 import re
 import shutil
@@ -59,12 +58,10 @@ def step_dir_name(step: int) -> str:
 
 
 def synced_file_record(path: Path) -> dict[str, Any]:
-    digest = hashlib.sha256()
     with open(path, "rb") as f:
         os.fsync(f.fileno())
-        while chunk := f.read(1 << 20):
-            digest.update(chunk)
-        return {"size": f.tell(), "sha256": digest.hexdigest()}
+        digest = untrusted_files.sha256_of(f)
+        return {"size": f.tell(), "sha256": digest}
 
 
 def move_into_place(temp: Path, final: Path) -> None:

@@ -95,7 +95,7 @@ def file_sha256(path: str | Path) -> str:
             ahead = _ahead.pop(_identity(os.fstat(f.fileno())), None)
         if ahead is not None and ahead.exception() is None:
             return ahead.result()
-        return _sha256_of(f)
+        return sha256_of(f)
 
 
 def hash_ahead(paths: Iterable[str | Path]) -> None:
@@ -130,12 +130,13 @@ def _identity(info: os.stat_result) -> tuple[int, int, int, int]:
 def _hash_into(f, future: Future) -> None:
     with f:
         try:
-            future.set_result(_sha256_of(f))
+            future.set_result(sha256_of(f))
         except OSError as exc:
             future.set_exception(exc)
 
 
-def _sha256_of(f) -> str:
+def sha256_of(f) -> str:
+    """The SHA-256 of what is left to read in the open binary file `f`."""
     # Large reads into one buffer: on a background thread each chunk must win the GIL back
     # from the main thread (up to 5 ms each), so few chunks keep the hashing off the waiting path.
     digest, buffer = hashlib.sha256(), bytearray(16 << 20)
