@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from engine.model.config import GPTConfig
-from engine.model.generation import filter_logits, generate, stream
-from engine.model.gpt import GPTModel
+from engine.model.generation import _Decoder, filter_logits, generate, stream
+from engine.model.gpt import GPTModel, StaticKVCache
 from engine.model.tokenizer import END_OF_TEXT_ID, get_tokenizer
 
 # The next-token logits of the book's toy vocabulary (chapter 5.3).
@@ -84,6 +84,37 @@ def test_cached_greedy_equals_the_uncached_loop(cfg, prompt_len, context_size):
     cached = generate(model, idx, 200, ctx)
     assert cached.shape == (2, length + 200)
     assert torch.equal(cached, _uncached_reference(model, idx, 200, ctx))
+
+
+@pytest.fixture
+def static_cache_decoding(monkeypatch):
+    """The decoder's CUDA-graph path with the graph replaced by a plain call: its static cache, the
+    rebuild past the window and the bookkeeping, on the CPU (the graph itself: tests/test_cuda.py)."""
+    import engine.model.generation as generation
+
+    class EagerStep:
+        def __init__(self, model, cache):
+            self.model, self.cache = model, cache
+
+        def __call__(self, next_ids):
+            return self.model(next_ids, kv_cache=self.cache, last_only=True)[:, -1, :]
+
+    monkeypatch.setattr(generation, "graph_decoding_possible", lambda model: True)
+    monkeypatch.setattr(generation, "GraphedStep", EagerStep)
+
+
+@pytest.mark.parametrize("cfg", KV_CONFIGS, ids=["2h2l", "4h3l-bias", "1h1l-tied", "8h2l-bias-tied"])
+@pytest.mark.parametrize("context_size", [None, "half"], ids=["whole-window", "short-window"])
+def test_the_static_cache_path_gives_the_uncached_tokens(cfg, context_size, static_cache_decoding):
+    model = _model(cfg, seed=cfg.n_layers)
+    ctx = cfg.context_length // 2 + 1 if context_size == "half" else cfg.context_length
+    idx = torch.randint(0, cfg.vocab_size, (2, 4), generator=torch.Generator().manual_seed(4))
+    decoder = _Decoder(model, idx, ctx)
+    decoder.logits()
+    decoder.append(idx[:, :1])
+    assert isinstance(decoder.cache, StaticKVCache) and decoder.graph is not None
+    assert torch.equal(generate(model, idx, 3 * cfg.context_length, ctx),
+                       _uncached_reference(model, idx, 3 * cfg.context_length, ctx))
 
 
 def test_context_size_beyond_the_model_context_is_clamped():

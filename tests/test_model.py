@@ -11,7 +11,7 @@ import torch.nn.functional as F
 
 from engine.model.config import PRESETS, GPTConfig
 from engine.model.generation import generate_text_simple
-from engine.model.gpt import GPTModel, KVCache, explicit_attention
+from engine.model.gpt import GPTModel, KVCache, StaticKVCache, explicit_attention
 from engine.model.tokenizer import get_tokenizer, text_to_token_ids, token_ids_to_text
 
 # ---------------------------------------------------------------------------
@@ -293,16 +293,37 @@ def test_training_mode_gradients_match_the_book():
         torch.testing.assert_close(param.grad, book_grads[name].grad, atol=1e-5, rtol=1e-4, msg=name)
 
 
-def test_cache_fed_in_chunks_gives_the_full_forward_logits():
+@pytest.mark.parametrize("cache_type", [KVCache, StaticKVCache])
+def test_cache_fed_in_chunks_gives_the_full_forward_logits(cache_type):
     torch.manual_seed(0)
     model = GPTModel(SMALL).eval()
     idx = _tokens(SMALL, batch=2, length=20)
-    cache = KVCache(model, batch_size=2)
+    cache = cache_type(model, batch_size=2)
     with torch.no_grad():
         full = model(idx)
         pieces = [model(idx[:, a:b], kv_cache=cache) for a, b in [(0, 7), (7, 8), (8, 15), (15, 20)]]
     assert cache.length == 20
     torch.testing.assert_close(torch.cat(pieces, dim=1), full, atol=1e-5, rtol=0)
+
+
+def test_the_static_cache_decodes_token_by_token_as_the_growing_one_does():
+    """The CUDA graph's cache (every shape fixed, the position a tensor), run eagerly: each step's
+    logits equal the growing cache's, and after a reset it fills again from position 0."""
+    torch.manual_seed(0)
+    model = GPTModel(SMALL).eval()
+    idx = _tokens(SMALL, batch=1, length=SMALL.context_length)
+    growing, static = KVCache(model, batch_size=1), StaticKVCache(model, batch_size=1)
+    with torch.no_grad():
+        for cache in (growing, static):
+            model(idx[:, :3], kv_cache=cache)
+        for position in range(3, SMALL.context_length):
+            expected = model(idx[:, position : position + 1], kv_cache=growing)
+            got = model(idx[:, position : position + 1], kv_cache=static)
+            torch.testing.assert_close(got, expected, atol=1e-5, rtol=0)
+        assert int(static.position) == static.length == SMALL.context_length
+        static.reset()
+        assert int(static.position) == static.length == 0
+        torch.testing.assert_close(model(idx[:, :5], kv_cache=static), model(idx[:, :5]), atol=1e-5, rtol=0)
 
 
 def test_sequence_longer_than_the_context_is_refused():

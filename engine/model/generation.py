@@ -14,17 +14,25 @@ from typing import Callable, Iterator
 
 import torch
 
-from engine.model.gpt import GPTModel, KVCache
+from engine.model.cuda_graph import GraphedStep, graph_decoding_possible, room_to_capture
+from engine.model.gpt import GPTModel, KVCache, StaticKVCache
 
 
 class _Decoder:
-    """Next-token logits for a growing sequence, computed with a key/value cache."""
+    """Next-token logits for a growing sequence, computed with a key/value cache.
+
+    On a CUDA GPU in eval mode the steps after the first new token replay a CUDA graph
+    (engine.model.cuda_graph), captured at the first of them, so that a single token never
+    waits for it; elsewhere, or where capturing fails, the model runs step by step.
+    """
 
     def __init__(self, model: GPTModel, idx: torch.Tensor, context_size: int):
         self.model = model
         self.context_size = min(context_size, model.cfg.context_length)
         self.idx = idx
-        self.cache = KVCache(model, idx.shape[0], self.context_size)
+        self.graphable = graph_decoding_possible(model)
+        self.cache = (StaticKVCache if self.graphable else KVCache)(model, idx.shape[0], self.context_size)
+        self.graph: GraphedStep | None = None
 
     @torch.no_grad()
     def logits(self) -> torch.Tensor:
@@ -34,10 +42,17 @@ class _Decoder:
     def append(self, next_ids: torch.Tensor) -> torch.Tensor:
         """Add (batch, 1) tokens and return the logits for the position after them."""
         self.idx = torch.cat((self.idx, next_ids), dim=1)
-        if self.cache.length < self.context_size:
-            return self.model(next_ids, kv_cache=self.cache, last_only=True)[:, -1, :]
-        self.cache.reset()
-        return self.logits()
+        if self.cache.length >= self.context_size:
+            self.cache.reset()
+            return self.logits()
+        if self.graph is None and self.graphable and room_to_capture(self.cache):
+            try:
+                self.graph = GraphedStep(self.model, self.cache)
+            except RuntimeError:
+                self.graphable = False  # decode step by step; the tokens are the same
+        if self.graph is not None:
+            return self.graph(next_ids)
+        return self.model(next_ids, kv_cache=self.cache, last_only=True)[:, -1, :]
 
 
 def generate_text_simple(model: GPTModel, idx: torch.Tensor, max_new_tokens: int, context_size: int) -> torch.Tensor:
@@ -160,12 +175,12 @@ def stream(model: GPTModel, tokenizer, prompt: "str | torch.Tensor", max_new_tok
     else:
         idx = prompt.to(device).reshape(1, -1)
     context_size = context_size or model.cfg.context_length
-    decoder = _Decoder(model, idx, context_size)  # it crops to the window itself
     generator = _generator_for(seed, device)
     utf8 = codecs.getincrementaldecoder("utf-8")(errors="replace")
     was_training = model.training
     model.eval()
     try:
+        decoder = _Decoder(model, idx, context_size)  # it crops to the window itself
         logits = decoder.logits()
         for index in range(max_new_tokens):
             if should_stop is not None and should_stop():

@@ -62,14 +62,82 @@ class KVCache:
     def __init__(self, model: "GPTModel", batch_size: int, capacity: int | None = None):
         cfg = model.cfg
         self.capacity = capacity or cfg.context_length
+        self.batch_size = batch_size
         param = model.tok_emb.weight
         shape = (batch_size, cfg.n_heads, self.capacity, cfg.head_dim)
-        self.keys = [torch.empty(shape, device=param.device, dtype=param.dtype) for _ in range(cfg.n_layers)]
-        self.values = [torch.empty(shape, device=param.device, dtype=param.dtype) for _ in range(cfg.n_layers)]
+        self.keys = [self._buffer(shape, param) for _ in range(cfg.n_layers)]
+        self.values = [self._buffer(shape, param) for _ in range(cfg.n_layers)]
         self.length = 0
+
+    @staticmethod
+    def _buffer(shape, like: torch.Tensor) -> torch.Tensor:
+        return torch.empty(shape, device=like.device, dtype=like.dtype)
 
     def reset(self) -> None:
         self.length = 0
+
+    def positions(self, seq_len: int, device: torch.device) -> torch.Tensor:
+        """The absolute positions of the next `seq_len` tokens."""
+        return torch.arange(self.length, self.length + seq_len, device=device)
+
+    def extend(self, layer: int, k: torch.Tensor, v: torch.Tensor):
+        """Store the new tokens' keys and values of `layer`; return the keys and values their
+        queries attend to, with the attention mask and `is_causal` for scaled_dot_product_attention."""
+        b, _, t, _ = k.shape
+        start = self.length
+        self.keys[layer][:b, :, start : start + t] = k
+        self.values[layer][:b, :, start : start + t] = v
+        keys, values = self.keys[layer][:b, :, : start + t], self.values[layer][:b, :, : start + t]
+        if not start:
+            return keys, values, None, t > 1
+        if t == 1:
+            return keys, values, None, False  # a single new query may look at every cached position
+        # A chunk after a filled cache: each query sees the past and its own prefix.
+        mask = torch.ones(t, start + t, dtype=torch.bool, device=k.device).tril(diagonal=start)
+        return keys, values, mask, False
+
+    def advance(self, seq_len: int) -> None:
+        self.length += seq_len
+
+
+class StaticKVCache(KVCache):
+    """A cache whose shapes never change, so that a decoding step can be replayed as a CUDA graph
+    (engine.model.cuda_graph).
+
+    The next position also lives in a device tensor, which a replayed step reads and advances on
+    the GPU, and every query attends over the whole capacity with the unwritten positions masked
+    out. The buffers start zeroed: a masked-out NaN would still poison the weighted sum of values.
+    """
+
+    def __init__(self, model: "GPTModel", batch_size: int, capacity: int | None = None):
+        super().__init__(model, batch_size, capacity)
+        self.position = torch.zeros((), dtype=torch.long, device=model.tok_emb.weight.device)
+
+    @staticmethod
+    def _buffer(shape, like: torch.Tensor) -> torch.Tensor:
+        return torch.zeros(shape, device=like.device, dtype=like.dtype)
+
+    def reset(self) -> None:
+        self.rewind(0)
+
+    def rewind(self, length: int) -> None:
+        """Forget every position from `length` on (their buffers are overwritten before they are read)."""
+        self.length = length
+        self.position.fill_(length)
+
+    def positions(self, seq_len: int, device: torch.device) -> torch.Tensor:
+        return self.position + torch.arange(seq_len, device=device)
+
+    def extend(self, layer: int, k: torch.Tensor, v: torch.Tensor):
+        rows = self.positions(k.shape[2], k.device)
+        self.keys[layer].index_copy_(2, rows, k)
+        self.values[layer].index_copy_(2, rows, v)
+        visible = torch.arange(self.capacity, device=k.device) <= rows[:, None]
+        return self.keys[layer], self.values[layer], visible, False
+
+    def advance(self, seq_len: int) -> None:
+        super().advance(seq_len)
+        self.position += seq_len
 
 
 class MultiHeadAttention(nn.Module):
@@ -94,20 +162,9 @@ class MultiHeadAttention(nn.Module):
     def forward(self, x, kv_cache: KVCache | None = None, layer: int = 0):
         b, t, _ = x.shape
         q, k, v = self._heads(self.W_query(x)), self._heads(self.W_key(x)), self._heads(self.W_value(x))
-        mask = None
-        is_causal = t > 1
+        mask, is_causal = None, t > 1
         if kv_cache is not None:
-            start = kv_cache.length
-            kv_cache.keys[layer][:b, :, start : start + t] = k
-            kv_cache.values[layer][:b, :, start : start + t] = v
-            k = kv_cache.keys[layer][:b, :, : start + t]
-            v = kv_cache.values[layer][:b, :, : start + t]
-            if start and t > 1:
-                # A chunk after a filled cache: each query sees the past and its own prefix.
-                mask = torch.ones(t, start + t, dtype=torch.bool, device=x.device).tril(diagonal=start)
-                is_causal = False
-            elif start:
-                is_causal = False  # a single new query may look at every cached position
+            k, v, mask, is_causal = kv_cache.extend(layer, k, v)
         drop = self.dropout.p if self.training else 0.0
         y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=drop, is_causal=is_causal)
         return self.out_proj(y.transpose(1, 2).reshape(b, t, self.d_out))
@@ -173,12 +230,15 @@ class GPTModel(nn.Module):
             raise ValueError(
                 f"sequence of {start + seq_len} tokens exceeds the context length {self.cfg.context_length}"
             )
-        positions = torch.arange(start, start + seq_len, device=in_idx.device)
+        if kv_cache is None:
+            positions = torch.arange(seq_len, device=in_idx.device)
+        else:
+            positions = kv_cache.positions(seq_len, in_idx.device)
         x = self.drop_emb(self.tok_emb(in_idx) + self.pos_emb(positions))
         for layer, block in enumerate(self.trf_blocks):
             x = block(x, kv_cache, layer)
         if kv_cache is not None:
-            kv_cache.length += seq_len
+            kv_cache.advance(seq_len)
         if last_only:
             x = x[:, -1:, :]
         x = self.final_norm(x)
