@@ -44,6 +44,16 @@ def _grads(model) -> dict[str, torch.Tensor]:
     return {name: p.grad.detach().float().cpu() for name, p in model.named_parameters()}
 
 
+def _assert_same_step(model, loss, twin, twin_loss, rel: float, rtol: float, atol: float) -> None:
+    """Both losses backpropagated: the twin's loss and gradients equal the model's within the tolerances."""
+    loss.backward()
+    twin_loss.backward()
+    assert twin_loss.item() == pytest.approx(loss.item(), rel=rel)
+    twin_grads = _grads(twin)
+    for name, grad in _grads(model).items():
+        torch.testing.assert_close(twin_grads[name], grad, rtol=rtol, atol=atol, msg=name)
+
+
 def test_auto_precision_on_this_gpu_is_bf16():
     assert torch.cuda.is_bf16_supported()
     assert autocast_dtype(CUDA, "auto") is torch.bfloat16
@@ -53,14 +63,8 @@ def test_a_cuda_step_in_fp32_matches_the_cpu(tiny_config):
     assert not torch.backends.cuda.matmul.allow_tf32  # torch's default, which the engine keeps: exact fp32
     cpu_model, inputs, targets = _model_and_batch(tiny_config)
     gpu_model = copy.deepcopy(cpu_model).to(CUDA)
-    cpu_loss = calc_loss_batch(inputs, targets, cpu_model, "cpu")
-    cpu_loss.backward()
-    gpu_loss = calc_loss_batch(inputs, targets, gpu_model, CUDA)
-    gpu_loss.backward()
-    assert gpu_loss.item() == pytest.approx(cpu_loss.item(), rel=1e-5)
-    gpu_grads = _grads(gpu_model)
-    for name, grad in _grads(cpu_model).items():
-        torch.testing.assert_close(gpu_grads[name], grad, rtol=1e-3, atol=1e-5, msg=name)
+    _assert_same_step(cpu_model, calc_loss_batch(inputs, targets, cpu_model, "cpu"),
+                      gpu_model, calc_loss_batch(inputs, targets, gpu_model, CUDA), rel=1e-5, rtol=1e-3, atol=1e-5)
 
 
 def test_chunked_loss_under_bf16_autocast_matches_the_plain_loss(tiny_config):
@@ -69,14 +73,8 @@ def test_chunked_loss_under_bf16_autocast_matches_the_plain_loss(tiny_config):
     twin = copy.deepcopy(model)
     with autocast(CUDA, torch.bfloat16):
         plain = calc_loss_batch(inputs, targets, model, CUDA)
-    plain.backward()
-    with autocast(CUDA, torch.bfloat16):
         chunked = chunked_loss_batch(inputs, targets, twin, CUDA)
-    chunked.backward()
-    assert chunked.item() == pytest.approx(plain.item(), rel=1e-2)
-    chunked_grads = _grads(twin)
-    for name, grad in _grads(model).items():
-        torch.testing.assert_close(chunked_grads[name], grad, rtol=5e-2, atol=2e-3, msg=name)
+    _assert_same_step(model, plain, twin, chunked, rel=1e-2, rtol=5e-2, atol=2e-3)
 
 
 def test_bf16_training_follows_fp32_with_fused_adamw(tiny_config):
@@ -141,14 +139,8 @@ def test_compiled_training_step_has_the_plain_loss_and_gradients(tiny_config):
     twin = copy.deepcopy(model)
     runnable = compiled.compile_for_training(twin, CUDA, lambda line: None)
     assert runnable is not twin
-    plain = chunked_loss_batch(inputs, targets, model, CUDA)
-    plain.backward()
-    fast = chunked_loss_batch(inputs, targets, runnable, CUDA)
-    fast.backward()
-    assert fast.item() == pytest.approx(plain.item(), rel=1e-4)
-    fast_grads = _grads(twin)
-    for name, grad in _grads(model).items():
-        torch.testing.assert_close(fast_grads[name], grad, rtol=1e-2, atol=1e-4, msg=name)
+    _assert_same_step(model, chunked_loss_batch(inputs, targets, model, CUDA),
+                      twin, chunked_loss_batch(inputs, targets, runnable, CUDA), rel=1e-4, rtol=1e-2, atol=1e-4)
 
 
 def test_greedy_decoding_on_the_gpu_gives_the_cpu_tokens(tiny_config):
