@@ -3,7 +3,8 @@
 #   bench/gpu_session.sh OUTDIR
 # The CUDA tests, the benchmark's GPU cases, a headless 124M run with --compile and
 # its --resume, generation from it, and FSDP under torchrun with NCCL. Each step has
-# its own time limit, and all their output lands in OUTDIR/session.log; a step that fails does not stop the next.
+# its own time limit and a step that fails does not stop the next; all their output
+# lands in OUTDIR/session.log, the benchmark's tables in OUTDIR/bench*.md.
 # Runs from a checkout with the machine's own python3 (torch with CUDA); nothing is
 # installed and no network is needed beyond what the checkout imports.
 set -u
