@@ -68,17 +68,30 @@ class KVCache:
         self.keys = [self._buffer(shape, param) for _ in range(cfg.n_layers)]
         self.values = [self._buffer(shape, param) for _ in range(cfg.n_layers)]
         self.length = 0
+        self._mask: torch.Tensor | None = None  # of the forward pass under way (`begin`)
 
     @staticmethod
     def _buffer(shape, like: torch.Tensor) -> torch.Tensor:
         return torch.empty(shape, device=like.device, dtype=like.dtype)
 
     def reset(self) -> None:
-        self.length = 0
+        self.rewind(0)
 
-    def positions(self, seq_len: int, device: torch.device) -> torch.Tensor:
-        """The absolute positions of the next `seq_len` tokens."""
-        return torch.arange(self.length, self.length + seq_len, device=device)
+    def rewind(self, length: int) -> None:
+        """Forget every position from `length` on (their buffers are overwritten before they are read)."""
+        self.length = length
+
+    def begin(self, seq_len: int, device: torch.device) -> torch.Tensor:
+        """Start a forward pass over `seq_len` new tokens and return their absolute positions.
+
+        What every layer's `extend` needs of them (the attention mask) is made here, once per
+        pass rather than once per layer.
+        """
+        start = self.length
+        # A chunk after a filled cache: each query sees the past and its own prefix.
+        self._mask = (torch.ones(seq_len, start + seq_len, dtype=torch.bool, device=device).tril(diagonal=start)
+                      if start and seq_len > 1 else None)
+        return torch.arange(start, start + seq_len, device=device)
 
     def extend(self, layer: int, k: torch.Tensor, v: torch.Tensor):
         """Store the new tokens' keys and values of `layer`; return the keys and values their
@@ -88,13 +101,8 @@ class KVCache:
         self.keys[layer][:b, :, start : start + t] = k
         self.values[layer][:b, :, start : start + t] = v
         keys, values = self.keys[layer][:b, :, : start + t], self.values[layer][:b, :, : start + t]
-        if not start:
-            return keys, values, None, t > 1
-        if t == 1:
-            return keys, values, None, False  # a single new query may look at every cached position
-        # A chunk after a filled cache: each query sees the past and its own prefix.
-        mask = torch.ones(t, start + t, dtype=torch.bool, device=k.device).tril(diagonal=start)
-        return keys, values, mask, False
+        # Causal among the new tokens when there is no past; a single new query sees every cached position.
+        return keys, values, self._mask, not start and t > 1
 
     def advance(self, seq_len: int) -> None:
         self.length += seq_len
@@ -112,28 +120,25 @@ class StaticKVCache(KVCache):
     def __init__(self, model: "GPTModel", batch_size: int, capacity: int | None = None):
         super().__init__(model, batch_size, capacity)
         self.position = torch.zeros((), dtype=torch.long, device=model.tok_emb.weight.device)
+        self._rows: torch.Tensor | None = None  # the new tokens' positions in the pass under way
 
     @staticmethod
     def _buffer(shape, like: torch.Tensor) -> torch.Tensor:
         return torch.zeros(shape, device=like.device, dtype=like.dtype)
 
-    def reset(self) -> None:
-        self.rewind(0)
-
     def rewind(self, length: int) -> None:
-        """Forget every position from `length` on (their buffers are overwritten before they are read)."""
-        self.length = length
+        super().rewind(length)
         self.position.fill_(length)
 
-    def positions(self, seq_len: int, device: torch.device) -> torch.Tensor:
-        return self.position + torch.arange(seq_len, device=device)
+    def begin(self, seq_len: int, device: torch.device) -> torch.Tensor:
+        self._rows = self.position + torch.arange(seq_len, device=device)
+        self._mask = torch.arange(self.capacity, device=device) <= self._rows[:, None]
+        return self._rows
 
     def extend(self, layer: int, k: torch.Tensor, v: torch.Tensor):
-        rows = self.positions(k.shape[2], k.device)
-        self.keys[layer].index_copy_(2, rows, k)
-        self.values[layer].index_copy_(2, rows, v)
-        visible = torch.arange(self.capacity, device=k.device) <= rows[:, None]
-        return self.keys[layer], self.values[layer], visible, False
+        self.keys[layer].index_copy_(2, self._rows, k)
+        self.values[layer].index_copy_(2, self._rows, v)
+        return self.keys[layer], self.values[layer], self._mask, False
 
     def advance(self, seq_len: int) -> None:
         super().advance(seq_len)
@@ -233,7 +238,7 @@ class GPTModel(nn.Module):
         if kv_cache is None:
             positions = torch.arange(seq_len, device=in_idx.device)
         else:
-            positions = kv_cache.positions(seq_len, in_idx.device)
+            positions = kv_cache.begin(seq_len, in_idx.device)
         x = self.drop_emb(self.tok_emb(in_idx) + self.pos_emb(positions))
         for layer, block in enumerate(self.trf_blocks):
             x = block(x, kv_cache, layer)
