@@ -58,7 +58,7 @@ def ddp_worker(tmp_path) -> Path:
     # Batches are numbered as the loop draws them, so the hook knows which micro-batch's backward it serves.
     script = tmp_path / "ddp_accumulation.py"
     script.write_text(textwrap.dedent("""
-        import json, os
+        import json, os, sys
         import torch
         from engine.model.config import GPTConfig
         from engine.model.gpt import GPTModel
@@ -95,7 +95,10 @@ def ddp_worker(tmp_path) -> Path:
         TrainingLoop(ddp, optimizer, device, settings, get_tokenizer(), epoch_batches, batches[:1], batches[:1],
                      emit=lambda event: None, raw_model=model, world_size=ctx.world_size).run()
         torch.save(model.state_dict(), os.environ["WEIGHTS_OUT"] + f".rank{ctx.rank}")
-        print("all-reduced in micro-batches", json.dumps(sorted(set(all_reduced_in))), flush=True)
+        # One write of the whole line: the two ranks share the pipe, and print's separate writes of
+        # its pieces can interleave with the other rank's.
+        sys.stdout.write(f"all-reduced in micro-batches {json.dumps(sorted(set(all_reduced_in)))}\\n")
+        sys.stdout.flush()
         distributed.teardown(ctx)
     """))
     return script
